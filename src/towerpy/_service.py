@@ -1,0 +1,296 @@
+"""The Service base class, the Layer protocol, and the small adapters around them."""
+
+from __future__ import annotations
+
+import abc
+import functools
+import inspect
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, final
+
+from typing_extensions import override
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from types import TracebackType
+
+__all__ = [
+    "Identity",
+    "Layer",
+    "LayerFn",
+    "Middleware",
+    "Service",
+    "ServiceFn",
+    "layer_fn",
+    "service_fn",
+]
+
+ReqT = TypeVar("ReqT")
+RespT = TypeVar("RespT")
+ReqT_contra = TypeVar("ReqT_contra", contravariant=True)
+RespT_co = TypeVar("RespT_co", covariant=True)
+InReqT_co = TypeVar("InReqT_co", covariant=True)
+InRespT_contra = TypeVar("InRespT_contra", contravariant=True)
+OutReqT_contra = TypeVar("OutReqT_contra", contravariant=True)
+OutRespT_co = TypeVar("OutRespT_co", covariant=True)
+
+
+def _forwards_readiness(fn: Callable[..., Any]) -> Callable[..., Any]:
+    # marks a ready() that reserves nothing of its own, so __call__ may skip it (see Service)
+    fn._towerpy_forwards_readiness = True  # type: ignore[attr-defined]
+    return fn
+
+
+class Service(abc.ABC, Generic[ReqT_contra, RespT_co]):
+    """An asynchronous function from a request to a response, with a readiness check.
+
+    Subclass it and implement `call`. Override `ready` (and `try_ready`) only when the service
+    has capacity of its own to wait for.
+
+    The rules every service follows:
+
+    - ``call()`` alone is always correct: a service that holds no reservation for the calling
+      task acquires whatever capacity it needs itself, waiting if it must. One service object is
+      safe to share between any number of concurrent tasks.
+    - ``await ready()`` returns when the calling task's next ``call()`` will not wait on any
+      capacity, and reserves that capacity for it. A second ``ready()`` before ``call()`` keeps
+      one reservation. A reservation that is never used is given back when its task ends.
+    - ``await service(request)`` is ``await service.ready()`` followed by
+      ``await service.call(request)``.
+    """
+
+    __slots__ = ("__weakref__",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # When ready() reserves nothing of its own, ready() + call() is just call(): bind
+        # __call__ to call directly and save an await per layer on the hot path.
+        if "__call__" not in cls.__dict__:
+            if getattr(cls.ready, "_towerpy_forwards_readiness", False):
+                cls.__call__ = cls.call  # type: ignore[method-assign]
+            else:
+                cls.__call__ = Service.__call__  # type: ignore[method-assign]
+
+    @_forwards_readiness
+    async def ready(self) -> None:
+        """Waits until the next `call` from this task will not wait, and reserves that capacity.
+
+        The default returns at once: a service with no capacity of its own is always ready.
+        """
+
+    async def try_ready(self) -> bool:
+        """Reserves like `ready`, but only if that needs no waiting.
+
+        Returns:
+            True when capacity is now reserved for this task's next `call`; False, holding
+            nothing, when `ready` would have had to wait.
+
+        The default runs `ready` in an already-cancelled scope: the service counts as ready
+        when `ready` completes without waiting. Services that reserve capacity override it
+        with an exact, cheaper check.
+        """
+        if getattr(type(self).ready, "_towerpy_forwards_readiness", False):
+            return True
+        import anyio
+
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await self.ready()
+            return True
+        return False
+
+    @abc.abstractmethod
+    async def call(self, request: ReqT_contra) -> RespT_co:
+        """Processes one request and returns its response.
+
+        Args:
+            request: The request.
+
+        Returns:
+            The response.
+        """
+
+    async def __call__(self, request: ReqT_contra) -> RespT_co:
+        await self.ready()
+        return await self.call(request)
+
+    async def __aenter__(self) -> Self:
+        """Starts any background work the service needs; returns the service itself."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stops the background work started by `__aenter__`."""
+
+
+class Middleware(Service[ReqT_contra, RespT_co]):
+    """A service that wraps one inner service: the base class of every towerpy middleware.
+
+    It forwards `ready`, `try_ready`, `__aenter__` and `__aexit__` to ``inner``. A subclass
+    implements `call`, usually ending in ``await self.inner(request)``.
+
+    Args:
+        inner: The wrapped service.
+    """
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Service[Any, Any]) -> None:
+        self.inner = inner
+
+    @override
+    @_forwards_readiness
+    async def ready(self) -> None:
+        await self.inner.ready()
+
+    @override
+    async def try_ready(self) -> bool:
+        return await self.inner.try_ready()
+
+    @override
+    async def __aenter__(self) -> Self:
+        await self.inner.__aenter__()
+        return self
+
+    @override
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.inner.__aexit__(exc_type, exc, tb)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
+
+
+class Layer(Protocol[InReqT_co, InRespT_contra, OutReqT_contra, OutRespT_co]):
+    """Wraps a service in another: middleware, ready to be stacked by `ServiceBuilder`."""
+
+    def layer(
+        self, inner: Service[InReqT_co, InRespT_contra]
+    ) -> Service[OutReqT_contra, OutRespT_co]:
+        """Returns ``inner`` wrapped in this layer's middleware."""
+        ...
+
+
+def is_async_callable(fn: object) -> bool:
+    """Tells whether calling ``fn`` returns a coroutine.
+
+    True for ``async def`` functions, partials of them, and objects with ``async def __call__``.
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 - the type's, not the instance's
+    return (
+        not inspect.isfunction(fn)
+        and not inspect.ismethod(fn)
+        and inspect.iscoroutinefunction(call)
+    )
+
+
+def callable_name(fn: object) -> str:
+    """Returns a name for ``fn`` fit for an error message."""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return str(name) if name else type(fn).__name__
+
+
+@final
+class ServiceFn(Service[ReqT_contra, RespT_co]):
+    """A service whose `call` is an async function. Build it with `service_fn`."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[ReqT_contra], Awaitable[RespT_co]]) -> None:
+        if not callable(fn):
+            raise TypeError(f"service_fn() needs an async function, got {type(fn).__name__}")
+        if not is_async_callable(fn):
+            raise TypeError(
+                f"service_fn() needs an async function (async def), got the plain function "
+                f"{callable_name(fn)!r}; declare it with async def, or run blocking work in a "
+                f"thread with anyio.to_thread.run_sync"
+            )
+        self._fn = fn
+
+    @override
+    async def call(self, request: ReqT_contra) -> RespT_co:
+        return await self._fn(request)
+
+    def __repr__(self) -> str:
+        return f"service_fn({callable_name(self._fn)})"
+
+
+def service_fn(fn: Callable[[ReqT], Awaitable[RespT]]) -> Service[ReqT, RespT]:
+    """Makes a service from an async function of one argument.
+
+    Args:
+        fn: ``async def fn(request) -> response``.
+
+    Returns:
+        A service that is always ready and whose `call` awaits ``fn(request)``.
+
+    Raises:
+        TypeError: ``fn`` is not an async function.
+    """
+    return ServiceFn(fn)
+
+
+@final
+class LayerFn:
+    """A layer made from a function of the inner service. Build it with `layer_fn`."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[Service[Any, Any]], Service[Any, Any]]) -> None:
+        if not callable(fn):
+            raise TypeError(
+                f"layer_fn() needs a function of the inner service, got {type(fn).__name__}"
+            )
+        if is_async_callable(fn):
+            raise TypeError(
+                f"layer_fn() needs a plain function that returns a Service, got the async "
+                f"function {callable_name(fn)!r}; wrapping happens once, when the stack is built"
+            )
+        self._fn = fn
+
+    def layer(self, inner: Service[Any, Any]) -> Service[Any, Any]:
+        """Returns ``fn(inner)``."""
+        return self._fn(inner)
+
+    def __repr__(self) -> str:
+        return f"layer_fn({callable_name(self._fn)})"
+
+
+def layer_fn(fn: Callable[[Service[Any, Any]], Service[Any, Any]]) -> LayerFn:
+    """Makes a layer from a function that wraps a service.
+
+    Args:
+        fn: A plain function from the inner service to the wrapping service.
+
+    Returns:
+        A layer whose ``layer(inner)`` returns ``fn(inner)``.
+
+    Raises:
+        TypeError: ``fn`` is not callable, or is an async function.
+    """
+    return LayerFn(fn)
+
+
+@final
+class Identity:
+    """The layer that changes nothing: ``Identity().layer(s) is s``."""
+
+    __slots__ = ()
+
+    def layer(self, inner: Service[ReqT, RespT]) -> Service[ReqT, RespT]:
+        """Returns ``inner`` itself."""
+        return inner
+
+    def __repr__(self) -> str:
+        return "Identity()"

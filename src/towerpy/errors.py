@@ -1,0 +1,145 @@
+"""Every exception towerpy raises, in one tree.
+
+::
+
+    TowerError(Exception)
+    ├── Elapsed(TowerError, TimeoutError)        a call ran past its time limit
+    ├── Overloaded                               a service shed load instead of waiting
+    ├── ServiceClosed                            a service is not running (or stopped running)
+    ├── RequestTooLarge(TowerError, ValueError)  a request can never fit a limit
+    ├── ToolError
+    │   ├── ToolNotFound                         no tool has that name
+    │   └── InvalidToolArguments                 the arguments do not fit the tool's schema
+    ├── MaxStepsExceeded                         an agent made as many model calls as allowed
+    └── ProviderError                            a model provider answered with a failure
+        ├── RateLimited                          HTTP 429
+        └── ProviderUnavailable                  5xx, overloaded, timeouts, connection errors
+
+Any exception, towerpy's or not, may carry a ``retry_after`` attribute (seconds, or ``None``):
+`towerpy.RetryLayer` waits at least that long before the next try.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "Elapsed",
+    "InvalidToolArguments",
+    "MaxStepsExceeded",
+    "Overloaded",
+    "ProviderError",
+    "ProviderUnavailable",
+    "RateLimited",
+    "RequestTooLarge",
+    "ServiceClosed",
+    "ToolError",
+    "ToolNotFound",
+    "TowerError",
+]
+
+
+class TowerError(Exception):
+    """Base class of every exception towerpy raises.
+
+    Attributes:
+        retry_after: Seconds a retry should wait at least, or ``None`` when the error says nothing
+            about it. `RetryLayer` honours it on any exception that has it.
+    """
+
+    retry_after: float | None = None
+
+
+class Elapsed(TowerError, TimeoutError):
+    """Raised by `Timeout` when the inner call runs longer than its limit.
+
+    It is a `TimeoutError`, so code that already catches timeouts catches it too.
+
+    Attributes:
+        seconds: The limit that was exceeded, when known.
+    """
+
+    def __init__(self, message: str = "request timed out", *, seconds: float | None = None):
+        super().__init__(message)
+        self.seconds = seconds
+
+
+class Overloaded(TowerError):
+    """Raised by `LoadShed` when the inner service is not ready at once."""
+
+
+class ServiceClosed(TowerError):
+    """Raised when a service that needs a running scope is used outside it, or has stopped.
+
+    Its ``__cause__`` is the failure that closed the service, if any.
+    """
+
+
+class RequestTooLarge(TowerError, ValueError):
+    """Raised by a rate limit when a request costs more than the bucket can ever hold."""
+
+
+class ToolError(TowerError):
+    """Base class of the errors a tool router raises about a tool invocation itself."""
+
+
+class ToolNotFound(ToolError):
+    """Raised by `ToolRouter` when no tool has the invoked name."""
+
+
+class InvalidToolArguments(ToolError):
+    """Raised when a tool's arguments are not a JSON object or do not fit its schema."""
+
+
+class MaxStepsExceeded(TowerError):
+    """Raised by `Agent.run` when the model still asks for tools after ``max_steps`` calls.
+
+    Attributes:
+        messages: The conversation so far, so a caller can inspect or resume it.
+    """
+
+    def __init__(self, message: str, *, messages: list[Any] | None = None):
+        super().__init__(message)
+        self.messages: list[Any] = list(messages or [])
+
+
+class ProviderError(TowerError):
+    """Raised by a model step service when the provider answers with a failure.
+
+    The SDK's exception is the ``__cause__``.
+
+    Attributes:
+        provider: ``"openai"``, ``"anthropic"``, or another adapter's name.
+        status_code: The HTTP status, when there was a response.
+        retry_after: Seconds the provider asked to wait (``retry-after-ms`` / ``Retry-After``).
+        retryable: Whether trying again may succeed (see `towerpy.llm.is_retryable`).
+        request_id: The provider's request id, for support tickets.
+        body: The decoded error body, when there was one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        retryable: bool = False,
+        request_id: str | None = None,
+        body: object = None,
+    ):
+        super().__init__(message)
+        self.provider = provider
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.retryable = retryable
+        self.request_id = request_id
+        self.body = body
+
+
+class RateLimited(ProviderError):
+    """Raised when the provider answers HTTP 429 (too many requests or tokens)."""
+
+
+class ProviderUnavailable(ProviderError):
+    """Raised on 5xx answers, overload, timeouts and connection errors."""

@@ -1,0 +1,15 @@
+"""Test helpers: drive a service by hand, probe concurrency, and run in virtual time."""
+
+from .mock import MockHandle, MockService, Responder, mock_service
+from .probe import InFlightProbe
+from .virtual import VirtualTimeEventLoop, wait_all_tasks_blocked
+
+__all__ = [
+    "InFlightProbe",
+    "MockHandle",
+    "MockService",
+    "Responder",
+    "VirtualTimeEventLoop",
+    "mock_service",
+    "wait_all_tasks_blocked",
+]

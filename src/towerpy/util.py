@@ -1,0 +1,162 @@
+"""Small combinators: change the request, the response or the error on the way through."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+
+from typing_extensions import override
+
+from ._service import Identity, Middleware, Service, callable_name, is_async_callable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._service import Layer
+
+__all__ = [
+    "MapErr",
+    "MapErrLayer",
+    "MapRequest",
+    "MapRequestLayer",
+    "MapResponse",
+    "MapResponseLayer",
+    "option_layer",
+]
+
+ReqT = TypeVar("ReqT")
+RespT = TypeVar("RespT")
+NewReqT = TypeVar("NewReqT")
+NewRespT = TypeVar("NewRespT")
+
+
+def _plain_function(fn: object, who: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"{who}() needs a function, got {type(fn).__name__}")
+    if is_async_callable(fn):
+        raise TypeError(
+            f"{who}() takes a plain (synchronous) function, got the async function "
+            f"{callable_name(fn)!r}; do async work in a Service of its own"
+        )
+
+
+@final
+class MapRequest(Middleware[NewReqT, RespT]):
+    """Applies a function to each request before the inner service sees it.
+
+    ``ready()`` is the inner service's; ``call()`` raises whatever the function or the inner
+    service raises.
+    """
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, inner: Service[ReqT, RespT], fn: Callable[[NewReqT], ReqT]) -> None:
+        _plain_function(fn, "map_request")
+        super().__init__(inner)
+        self._fn = fn
+
+    @override
+    async def call(self, request: NewReqT) -> RespT:
+        result: RespT = await self.inner(self._fn(request))
+        return result
+
+
+@final
+class MapResponse(Middleware[ReqT, NewRespT]):
+    """Applies a function to each response of the inner service.
+
+    ``ready()`` is the inner service's; errors of the inner service pass through untouched.
+    """
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, inner: Service[ReqT, RespT], fn: Callable[[RespT], NewRespT]) -> None:
+        _plain_function(fn, "map_response")
+        super().__init__(inner)
+        self._fn = fn
+
+    @override
+    async def call(self, request: ReqT) -> NewRespT:
+        return self._fn(await self.inner(request))
+
+
+@final
+class MapErr(Middleware[ReqT, RespT]):
+    """Replaces each exception of the inner service with the one a function returns.
+
+    The new exception is raised ``from`` the original; when the function returns the original,
+    it propagates unchanged. Only `Exception` subclasses are mapped: cancellation and other
+    `BaseException` pass through untouched.
+    """
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, inner: Service[ReqT, RespT], fn: Callable[[Exception], Exception]) -> None:
+        _plain_function(fn, "map_err")
+        super().__init__(inner)
+        self._fn = fn
+
+    @override
+    async def call(self, request: ReqT) -> RespT:
+        try:
+            result: RespT = await self.inner(request)
+        except Exception as exc:
+            mapped = self._fn(exc)
+            if mapped is exc:
+                raise
+            if not isinstance(mapped, BaseException):
+                raise TypeError(
+                    f"map_err function {callable_name(self._fn)!r} must return an exception, "
+                    f"returned {type(mapped).__name__}"
+                ) from exc
+            raise mapped from exc
+        return result
+
+
+@final
+class MapRequestLayer(Generic[NewReqT, ReqT]):
+    """Layer of `MapRequest`."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[NewReqT], ReqT]) -> None:
+        _plain_function(fn, "map_request")
+        self._fn = fn
+
+    def layer(self, inner: Service[ReqT, Any]) -> Service[NewReqT, Any]:
+        """Wraps ``inner`` in a `MapRequest`."""
+        return MapRequest(inner, self._fn)
+
+
+@final
+class MapResponseLayer(Generic[RespT, NewRespT]):
+    """Layer of `MapResponse`."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[RespT], NewRespT]) -> None:
+        _plain_function(fn, "map_response")
+        self._fn = fn
+
+    def layer(self, inner: Service[Any, RespT]) -> Service[Any, NewRespT]:
+        """Wraps ``inner`` in a `MapResponse`."""
+        return MapResponse(inner, self._fn)
+
+
+@final
+class MapErrLayer:
+    """Layer of `MapErr`."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[Exception], Exception]) -> None:
+        _plain_function(fn, "map_err")
+        self._fn = fn
+
+    def layer(self, inner: Service[ReqT, RespT]) -> Service[ReqT, RespT]:
+        """Wraps ``inner`` in a `MapErr`."""
+        return MapErr(inner, self._fn)
+
+
+def option_layer(layer: Layer[Any, Any, Any, Any] | None) -> Layer[Any, Any, Any, Any]:
+    """Returns ``layer``, or the identity layer when it is None (a layer that is configured off)."""
+    return Identity() if layer is None else layer
