@@ -8,7 +8,14 @@ import pytest
 
 import towerpy
 
-PUBLIC_MODULES = ["towerpy", "towerpy.errors", "towerpy.testing", "towerpy.util"]
+PUBLIC_MODULES = [
+    "towerpy",
+    "towerpy.errors",
+    "towerpy.llm",
+    "towerpy.testing",
+    "towerpy.tools",
+    "towerpy.util",
+]
 
 
 @pytest.mark.parametrize("module_name", PUBLIC_MODULES)

@@ -1,0 +1,5 @@
+"""LLM step services and the agent loop."""
+
+from .messages import ChatRequest, Message, Role, StepOutcome, ToolCall, Usage
+
+__all__ = ["ChatRequest", "Message", "Role", "StepOutcome", "ToolCall", "Usage"]
