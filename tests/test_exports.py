@@ -12,6 +12,7 @@ PUBLIC_MODULES = [
     "towerpy",
     "towerpy.errors",
     "towerpy.llm",
+    "towerpy.retry",
     "towerpy.testing",
     "towerpy.tools",
     "towerpy.util",
