@@ -95,6 +95,11 @@ def _decode(raw: bytes) -> Any:
         return raw.decode(errors="replace")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # many agents connect at once; the default backlog of 5 resets them
+
+
 class FakeProvider(_Script):
     """A local HTTP server speaking whatever its queued replies say; use it as a context manager.
 
@@ -135,10 +140,11 @@ class FakeProvider(_Script):
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output clean
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -313,13 +319,16 @@ def anthropic_error(message: str, kind: str = "api_error") -> dict[str, Any]:
 # -- one kit per provider, for tests that run against both --------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Kit:
     """What a test needs to drive one provider: its SDK, model, and reply bodies."""
 
     name: str
     sdk: ModuleType
     request_id_header: str
+
+    def __repr__(self) -> str:
+        return self.name
 
     def client(self, fake: FakeProvider | InProcessProvider, **options: Any) -> Any:
         if self.name == "openai":
