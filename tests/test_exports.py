@@ -12,6 +12,8 @@ PUBLIC_MODULES = [
     "towerpy",
     "towerpy.errors",
     "towerpy.llm",
+    "towerpy.llm.anthropic",
+    "towerpy.llm.openai",
     "towerpy.retry",
     "towerpy.testing",
     "towerpy.tools",

@@ -114,6 +114,7 @@ class FakeProvider(_Script):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body leave in separate writes
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)

@@ -282,3 +282,15 @@ async def test_a_response_that_breaks_the_schema_is_a_provider_error_under_stric
         await model(ask())
     assert not raised.value.retryable
     assert type(raised.value) is ProviderError
+
+
+async def test_an_answer_a_lax_server_garbled_is_a_provider_error_not_a_crash(
+    in_process: InProcessProvider,
+) -> None:
+    body = anthropic_message("x")
+    body["content"] = [{"type": "text", "text": None}]
+    in_process.queue(Reply(body=body))
+    model = AnthropicModel("m", client=anthropic_client(in_process, strict=False))
+    with pytest.raises(ProviderError, match="the answer could not be read") as raised:
+        await model(ask())
+    assert not raised.value.retryable

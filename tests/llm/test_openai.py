@@ -173,7 +173,7 @@ async def test_the_conversation_goes_out_in_chat_completions_shape(
                 {
                     "id": "c1",
                     "type": "function",
-                    "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                    "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
                 },
                 # the model's own text goes back verbatim
                 {
@@ -265,3 +265,17 @@ async def test_an_error_body_from_the_sdk_is_kept_on_the_exception(
         "param": None,
         "code": None,
     }
+
+
+async def test_an_answer_a_lax_server_garbled_is_a_provider_error_not_a_crash(
+    in_process: InProcessProvider,
+) -> None:
+    body = openai_completion(None, [("call_1", "f", "{}")])
+    body["choices"][0]["message"]["tool_calls"][0]["function"]["name"] = None
+    in_process.queue(Reply(body=body, headers={"x-request-id": "req_3"}))
+    model = OpenAIChatModel("m", client=openai_client(in_process, strict=False))
+    with pytest.raises(ProviderError, match="the answer could not be read") as raised:
+        await model(ask())
+    assert (raised.value.status_code, raised.value.retryable) == (200, False)
+    assert raised.value.request_id == "req_3"
+    assert raised.value.__cause__ is not None

@@ -67,7 +67,7 @@ async def test_tool_calls_and_their_results_make_a_round_trip(
     replayed = fake_provider.requests[1].body["messages"]
     if provider.name == "openai":
         assert [m["role"] for m in replayed] == ["user", "assistant", "tool", "tool"]
-        assert replayed[1]["tool_calls"][0]["function"]["arguments"] == '{"a": 1, "b": 2}'
+        assert replayed[1]["tool_calls"][0]["function"]["arguments"] == '{"a":1,"b":2}'
     else:
         assert [m["role"] for m in replayed] == ["user", "assistant", "user"]
         assert [b.get("is_error", False) for b in replayed[2]["content"]] == [False, True]

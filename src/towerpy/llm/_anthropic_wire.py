@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -23,6 +24,7 @@ _INVALID_CHAR = re.compile(r"[^a-zA-Z0-9_-]")
 _TRUNCATED = frozenset({"max_tokens", "model_context_window_exceeded"})
 
 
+@functools.lru_cache(maxsize=4096)  # every step re-sends the whole conversation's ids
 def wire_tool_id(tool_id: str) -> str:
     """Makes a tool call id acceptable to Anthropic (``^[a-zA-Z0-9_-]+$``).
 
@@ -95,7 +97,7 @@ def to_wire(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:
     """
     system: list[str] = []
     turns: list[dict[str, Any]] = []
-    mixed = False
+    misordered: list[list[dict[str, Any]]] = []
     for index, message in enumerate(messages):
         if message.role == "system":
             if message.content:
@@ -105,15 +107,15 @@ def to_wire(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:
         if not blocks:
             continue
         if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-            mixed = mixed or role == "user"
+            content = turns[-1]["content"]
+            if message.role == "tool" and content[-1]["type"] != "tool_result":
+                misordered.append(content)  # a tool result after user text
+            content.extend(blocks)
         else:
             turns.append({"role": role, "content": blocks})
-    if mixed:
-        for turn in turns:
-            if turn["role"] == "user":
-                # the API wants a tool batch's results first in the message that answers it
-                turn["content"].sort(key=lambda block: block["type"] != "tool_result")
+    for content in misordered:
+        # the API wants a tool batch's results first in the message that answers it
+        content.sort(key=lambda block: block["type"] != "tool_result")
     return ("\n\n".join(system) if system else None), turns
 
 
@@ -180,7 +182,8 @@ def to_outcome(request: ChatRequest, message: Any) -> StepOutcome:
         raw_text = json.dumps(content[-1].input, ensure_ascii=False, default=str)
         calls[-1] = ToolCall(id=last.id, name=last.name, arguments={}, raw_arguments=raw_text)
     reply = Message(role="assistant", content="".join(texts) or None, tool_calls=calls)
-    return StepOutcome(
+    # built from validated parts: skip re-validating the whole conversation on every step
+    return StepOutcome.model_construct(
         messages=[*request.messages, reply],
         tool_calls=[call.to_invocation() for call in calls],
         done=not calls,

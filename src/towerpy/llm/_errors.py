@@ -173,3 +173,24 @@ def error_from_body(
         request_id=request_id,
         body=error,
     )
+
+
+def unreadable_answer(provider: str, exc: Exception, *, request_id: str | None) -> ProviderError:
+    """Builds the error for a 200 answer whose shape the adapter cannot read (a lax server).
+
+    The caller raises it ``from exc``; trying again would get the same shape, so it is not
+    retryable.
+    """
+    return ProviderError(
+        _describe(
+            provider,
+            None,
+            "the answer could not be read",
+            f"{type(exc).__name__}: {exc}",
+            request_id,
+        ),
+        provider=provider,
+        status_code=200,
+        retryable=False,
+        request_id=request_id,
+    )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, final
 
+from pydantic import ValidationError
 from typing_extensions import override
 
 from .._service import Service
 from ._anthropic_wire import to_outcome, to_wire, to_wire_tools
-from ._errors import from_sdk_error
+from ._errors import from_sdk_error, unreadable_answer
 from ._sdk import check_params, check_sdk_max_retries, import_sdk
 from .messages import ChatRequest, StepOutcome
 
@@ -144,7 +145,12 @@ class AnthropicModel(Service[ChatRequest, StepOutcome]):
             message = await self._create(**kwargs)
         except self._error as exc:
             raise from_sdk_error(self._sdk, "anthropic", exc) from exc
-        return to_outcome(request, message)
+        try:
+            return to_outcome(request, message)
+        except (ValidationError, AttributeError, TypeError) as exc:
+            # a lax compatible server sent something the SDK let through unchecked
+            request_id = getattr(message, "_request_id", None)
+            raise unreadable_answer("anthropic", exc, request_id=request_id) from exc
 
     async def aclose(self) -> None:
         """Closes the client if the service built it; a client you passed stays open."""

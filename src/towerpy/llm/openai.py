@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, final
 
+from pydantic import ValidationError
 from typing_extensions import override
 
 from .._service import Service
-from ._errors import from_sdk_error
+from ._errors import from_sdk_error, unreadable_answer
 from ._openai_wire import to_outcome, to_wire_messages, to_wire_tools
 from ._sdk import check_params, check_sdk_max_retries, import_sdk
 from .messages import ChatRequest, StepOutcome
@@ -147,7 +148,12 @@ class OpenAIChatModel(Service[ChatRequest, StepOutcome]):
             completion = await self._create(**kwargs)
         except self._error as exc:
             raise from_sdk_error(self._sdk, "openai", exc) from exc
-        return to_outcome(request, completion)
+        try:
+            return to_outcome(request, completion)
+        except (ValidationError, AttributeError, TypeError) as exc:
+            # a lax compatible server sent something the SDK let through unchecked
+            request_id = getattr(completion, "_request_id", None)
+            raise unreadable_answer("openai", exc, request_id=request_id) from exc
 
     async def aclose(self) -> None:
         """Closes the client if the service built it; a client you passed stays open."""
