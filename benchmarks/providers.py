@@ -1,6 +1,7 @@
 """What does a towerpy provider adapter add to a model call?
 
-Compares, call by call in one run and against one local server (a subprocess answering fixed bodies):
+Compares, call by call in one run, against one local server (a subprocess answering fixed
+bodies):
 
 - **bare SDK**: ``await client.chat.completions.create(**kwargs)`` (or ``messages.create``)
   with the wire arguments built once beforehand, the answer left as the SDK's object;
