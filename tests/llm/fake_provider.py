@@ -368,6 +368,13 @@ class Kit:
             uses.append((cid, name, arguments))
         return Reply(body=anthropic_message(None, uses, usage=usage))
 
+    def tool_names(self, recorded: Recorded) -> list[str]:
+        """The names of the tools a recorded request offered the model."""
+        tools = recorded.body.get("tools", [])
+        if self.name == "openai":
+            return [spec["function"]["name"] for spec in tools]
+        return [spec["name"] for spec in tools]
+
     def user_texts(self, recorded: Recorded) -> list[str]:
         """The user texts of a recorded request, in order."""
         texts: list[str] = []
