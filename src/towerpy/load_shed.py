@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar, final
+from typing import TypeVar, final
 
 from typing_extensions import override
 
@@ -83,7 +83,7 @@ class LoadShed(Middleware[ReqT, RespT]):
 
 
 @final
-class LoadShedLayer(Generic[ReqT, RespT]):
+class LoadShedLayer:
     """Wraps services in `LoadShed`.
 
     Example:

@@ -6,7 +6,7 @@ import math
 import sys
 from asyncio import CancelledError, _get_running_loop
 from asyncio import current_task as _asyncio_current_task
-from typing import Any, Generic, TypeVar, final
+from typing import Any, TypeVar, final
 
 from typing_extensions import override
 
@@ -106,7 +106,7 @@ class Timeout(Middleware[ReqT, RespT]):
 
 
 @final
-class TimeoutLayer(Generic[ReqT, RespT]):
+class TimeoutLayer:
     """Wraps services in `Timeout`.
 
     Args:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from types import SimpleNamespace
 from typing import Any
@@ -156,7 +157,9 @@ async def test_a_cancelled_waiter_behind_the_head_takes_nothing() -> None:
     assert await admit_all(bucket, [1]) == [1]
 
 
-async def test_only_the_head_waiter_sleeps_and_each_sleeps_once() -> None:
+async def test_only_the_head_waiter_sleeps_and_each_sleeps_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     timed_sleeps: list[float] = []
 
     def counting_scope(*, deadline: float) -> anyio.CancelScope:
@@ -166,12 +169,9 @@ async def test_only_the_head_waiter_sleeps_and_each_sleeps_once() -> None:
     patched = SimpleNamespace(Event=anyio.Event, CancelScope=counting_scope)
     bucket = TokenBucket(4, burst=1)
     start = anyio.current_time()
-    original = bucket_module.anyio
-    bucket_module.anyio = patched  # type: ignore[assignment]
-    try:
-        admitted = await admit_all(bucket, [1] * 9)
-    finally:
-        bucket_module.anyio = original
+    monkeypatch.setattr(bucket_module, "anyio", patched)
+    admitted = await admit_all(bucket, [1] * 9)
+    monkeypatch.undo()
     assert admitted == [0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
     assert [deadline - start for deadline in timed_sleeps] == admitted[1:]
 
@@ -180,7 +180,7 @@ async def test_waiters_are_admitted_with_a_rate_that_is_not_a_binary_fraction() 
     bucket = TokenBucket(3, burst=1)  # a token every 1/3 s: clock times are rounded
     admitted = await admit_all(bucket, [1] * 31)
     assert admitted[-1] == pytest.approx(10, abs=1e-9)
-    assert all(b > a for a, b in zip(admitted[1:], admitted[2:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(admitted[1:]))
 
 
 @settings(deadline=None, max_examples=40)

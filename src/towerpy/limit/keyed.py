@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from typing_extensions import override
 
@@ -37,9 +37,7 @@ class KeyedConcurrencyStatistics:
     waiting: int
 
 
-def _check_limits(
-    key: object, limits: Mapping[Hashable, int], default: int | None
-) -> dict[Hashable, int]:
+def _check_limits(key: object, limits: Mapping[Any, int], default: int | None) -> dict[Any, int]:
     check_plain_function("key", key)
     if not hasattr(limits, "items"):
         raise TypeError(
@@ -84,7 +82,7 @@ class KeyedConcurrencyLimit(Middleware[ReqT, RespT]):
         self,
         inner: Service[ReqT, RespT],
         key: Callable[[ReqT], Hashable],
-        limits: Mapping[Hashable, int],
+        limits: Mapping[Any, int],
         default: int | None = None,
     ) -> None:
         self._limits = _check_limits(key, limits, default)
@@ -143,7 +141,7 @@ class KeyedConcurrencyLimit(Middleware[ReqT, RespT]):
 
 
 @final
-class KeyedConcurrencyLimitLayer(Generic[ReqT, RespT]):
+class KeyedConcurrencyLimitLayer:
     """Wraps services in `KeyedConcurrencyLimit`; each service gets its own counts.
 
     Args:
@@ -165,8 +163,8 @@ class KeyedConcurrencyLimitLayer(Generic[ReqT, RespT]):
 
     def __init__(
         self,
-        key: Callable[[ReqT], Hashable],
-        limits: Mapping[Hashable, int],
+        key: Callable[[Any], Hashable],
+        limits: Mapping[Any, int],
         default: int | None = None,
     ) -> None:
         self._limits = _check_limits(key, limits, default)

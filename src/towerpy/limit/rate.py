@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from numbers import Real
-from typing import TYPE_CHECKING, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from typing_extensions import override
 
@@ -208,7 +208,7 @@ class RateLimit(Middleware[ReqT, RespT]):
 
 
 @final
-class RateLimitLayer(Generic[ReqT, RespT]):
+class RateLimitLayer:
     """Wraps services in `RateLimit`.
 
     Give exactly one of ``rate`` (each service this layer wraps gets its own bucket, full at
@@ -246,8 +246,8 @@ class RateLimitLayer(Generic[ReqT, RespT]):
         per: float = 1.0,
         *,
         burst: float | None = None,
-        cost: Callable[[ReqT], float] | None = None,
-        actual_cost: Callable[[ReqT, RespT], float] | None = None,
+        cost: Callable[[Any], float] | None = None,
+        actual_cost: Callable[[Any, Any], float] | None = None,
         limiter: RateBackend | None = None,
     ) -> None:
         self._limiter = _bucket_from("RateLimitLayer", rate, per, burst, cost, actual_cost, limiter)
