@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 import sys
-from asyncio import CancelledError, _get_running_loop
+from asyncio import CancelledError
 from asyncio import current_task as _asyncio_current_task
 from typing import Any, TypeVar, final
 
 from typing_extensions import override
 
 from ._deadlines import DeadlineQueue
-from ._runtime import _in_trio
+from ._runtime import _in_trio, running_loop
 from ._service import Middleware, Service
 from ._validate import check_seconds
 from .errors import Elapsed
@@ -66,7 +66,7 @@ class Timeout(Middleware[ReqT, RespT]):
             return unbounded
         if _in_trio():
             return await self._call_trio(request)
-        loop: Any = _get_running_loop()
+        loop: Any = running_loop()
         task: Any = _asyncio_current_task(loop)
         queue = self._queue
         if queue is None or queue.loop is not loop:

@@ -205,12 +205,16 @@ class ConcurrencyLimit(Middleware[ReqT, RespT]):
     @override
     async def ready(self) -> None:
         limiter = self._limiter
-        await _reserve.reserve(self, limiter.acquire, limiter.release, self.inner)
+        await _reserve.reserve(
+            self, limiter.acquire, limiter.release, self.inner, limiter.acquire_nowait
+        )
 
     @override
     async def try_ready(self) -> bool:
         limiter = self._limiter
-        return await _reserve.try_reserve(self, limiter.try_acquire, limiter.release, self.inner)
+        return await _reserve.try_reserve(
+            self, limiter.try_acquire, limiter.release, self.inner, limiter.acquire_nowait
+        )
 
     @override
     async def call(self, request: ReqT) -> RespT:

@@ -163,19 +163,24 @@ class RateLimit(Middleware[ReqT, RespT]):
     async def _try_acquire_one(self) -> float | None:
         return _ONE if await self._bucket.try_acquire(_ONE) else None
 
+    def _acquire_one_nowait(self) -> float | None:
+        return _ONE if self._bucket.acquire_nowait(_ONE) else None
+
     @override
     async def ready(self) -> None:
         if self._cost is not None:
             await self.inner.ready()  # the next request's cost is unknown: nothing to reserve
             return
-        await _reserve.reserve(self, self._acquire_one, self._bucket.refund, self.inner)
+        await _reserve.reserve(
+            self, self._acquire_one, self._bucket.refund, self.inner, self._acquire_one_nowait
+        )
 
     @override
     async def try_ready(self) -> bool:
         if self._cost is not None:
             return await self.inner.try_ready()
         return await _reserve.try_reserve(
-            self, self._try_acquire_one, self._bucket.refund, self.inner
+            self, self._try_acquire_one, self._bucket.refund, self.inner, self._acquire_one_nowait
         )
 
     @override
