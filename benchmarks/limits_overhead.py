@@ -90,17 +90,30 @@ def towerpy_rows(backend: str) -> list[Scenario]:
     stack_peer = "peer stack (3)" if backend == "asyncio" else "anyio stack (2)"
     target = backend == "asyncio"
     return [
-        Scenario("towerpy ConcurrencyLimit", lambda s: ConcurrencyLimit(s, LIMIT), sem_peer,
-                 1000 if target else None),
-        Scenario("towerpy KeyedConcurrencyLimit",
-                 lambda s: KeyedConcurrencyLimit(s, key_of, {0: LIMIT}), sem_peer),
-        Scenario("towerpy RateLimit", lambda s: RateLimit(s, HUGE_RATE), rate_peer,
-                 1000 if target else None),
-        Scenario("towerpy Timeout", lambda s: Timeout(s, LONG), timeout_peer,
-                 4000 if target else None),
+        Scenario(
+            "towerpy ConcurrencyLimit",
+            lambda s: ConcurrencyLimit(s, LIMIT),
+            sem_peer,
+            1000 if target else None,
+        ),
+        Scenario(
+            "towerpy KeyedConcurrencyLimit",
+            lambda s: KeyedConcurrencyLimit(s, key_of, {0: LIMIT}),
+            sem_peer,
+        ),
+        Scenario(
+            "towerpy RateLimit",
+            lambda s: RateLimit(s, HUGE_RATE),
+            rate_peer,
+            1000 if target else None,
+        ),
+        Scenario(
+            "towerpy Timeout", lambda s: Timeout(s, LONG), timeout_peer, 4000 if target else None
+        ),
         Scenario("towerpy LoadShed", lambda s: LoadShed(s)),
-        Scenario("towerpy stack (3): limit+rate+timeout", stack3, stack_peer,
-                 6000 if target else None),
+        Scenario(
+            "towerpy stack (3): limit+rate+timeout", stack3, stack_peer, 6000 if target else None
+        ),
         Scenario("towerpy stack (4): +load_shed", stack4, stack_peer),
     ]
 
@@ -111,11 +124,7 @@ def key_of(_: int) -> int:
 
 def stack3(inner: Service[int, int]) -> Call:
     return (
-        ServiceBuilder()
-        .concurrency_limit(LIMIT)
-        .rate_limit(HUGE_RATE)
-        .timeout(LONG)
-        .service(inner)
+        ServiceBuilder().concurrency_limit(LIMIT).rate_limit(HUGE_RATE).timeout(LONG).service(inner)
     )
 
 
@@ -189,13 +198,22 @@ def asyncio_peers() -> list[Scenario]:
         Scenario("anyio.fail_after", fail_after),
         Scenario("aiolimiter.AsyncLimiter", aiolimiter_row),
         Scenario("peer stack (3)", peer_stack),
-        Scenario("contended: towerpy ConcurrencyLimit(10)",
-                 lambda s: ConcurrencyLimit(s, CONTENDED_LIMIT), "contended: asyncio.Semaphore(10)",
-                 concurrent_limit=CONTENDED_LIMIT),
-        Scenario("contended: asyncio.Semaphore(10)",
-                 lambda s: semaphore(s, CONTENDED_LIMIT), concurrent_limit=CONTENDED_LIMIT),
-        Scenario("contended: anyio.CapacityLimiter(10)",
-                 lambda s: capacity_limiter(s, CONTENDED_LIMIT), concurrent_limit=CONTENDED_LIMIT),
+        Scenario(
+            "contended: towerpy ConcurrencyLimit(10)",
+            lambda s: ConcurrencyLimit(s, CONTENDED_LIMIT),
+            "contended: asyncio.Semaphore(10)",
+            concurrent_limit=CONTENDED_LIMIT,
+        ),
+        Scenario(
+            "contended: asyncio.Semaphore(10)",
+            lambda s: semaphore(s, CONTENDED_LIMIT),
+            concurrent_limit=CONTENDED_LIMIT,
+        ),
+        Scenario(
+            "contended: anyio.CapacityLimiter(10)",
+            lambda s: capacity_limiter(s, CONTENDED_LIMIT),
+            concurrent_limit=CONTENDED_LIMIT,
+        ),
     ]
 
 
@@ -248,13 +266,22 @@ def trio_peers() -> list[Scenario]:
         Scenario("anyio.fail_after", fail_after),
         Scenario("trio.fail_after", trio_fail_after),
         Scenario("anyio stack (2)", anyio_stack),
-        Scenario("contended: towerpy ConcurrencyLimit(10)",
-                 lambda s: ConcurrencyLimit(s, CONTENDED_LIMIT),
-                 "contended: anyio.CapacityLimiter(10)", concurrent_limit=CONTENDED_LIMIT),
-        Scenario("contended: anyio.CapacityLimiter(10)",
-                 lambda s: capacity_limiter(s, CONTENDED_LIMIT), concurrent_limit=CONTENDED_LIMIT),
-        Scenario("contended: trio.CapacityLimiter(10)",
-                 lambda s: trio_limiter(s, CONTENDED_LIMIT), concurrent_limit=CONTENDED_LIMIT),
+        Scenario(
+            "contended: towerpy ConcurrencyLimit(10)",
+            lambda s: ConcurrencyLimit(s, CONTENDED_LIMIT),
+            "contended: anyio.CapacityLimiter(10)",
+            concurrent_limit=CONTENDED_LIMIT,
+        ),
+        Scenario(
+            "contended: anyio.CapacityLimiter(10)",
+            lambda s: capacity_limiter(s, CONTENDED_LIMIT),
+            concurrent_limit=CONTENDED_LIMIT,
+        ),
+        Scenario(
+            "contended: trio.CapacityLimiter(10)",
+            lambda s: trio_limiter(s, CONTENDED_LIMIT),
+            concurrent_limit=CONTENDED_LIMIT,
+        ),
     ]
 
 

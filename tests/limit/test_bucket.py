@@ -162,11 +162,13 @@ async def test_only_the_head_waiter_sleeps_and_each_sleeps_once(
 ) -> None:
     timed_sleeps: list[float] = []
 
-    def counting_scope(*, deadline: float) -> anyio.CancelScope:
+    async def counting_sleep_until(deadline: float) -> None:
         timed_sleeps.append(deadline)
-        return anyio.CancelScope(deadline=deadline)
+        await anyio.sleep_until(deadline)
 
-    patched = SimpleNamespace(Event=anyio.Event, CancelScope=counting_scope)
+    patched = SimpleNamespace(
+        Event=anyio.Event, CancelScope=anyio.CancelScope, sleep_until=counting_sleep_until
+    )
     bucket = TokenBucket(4, burst=1)
     start = anyio.current_time()
     monkeypatch.setattr(bucket_module, "anyio", patched)

@@ -38,11 +38,12 @@ class RateStatistics:
 
 @final
 class _Waiter:
-    __slots__ = ("cost", "event")
+    __slots__ = ("cost", "event", "wakeup")
 
     def __init__(self, cost: float) -> None:
         self.cost = cost
-        self.event: anyio.Event | None = None
+        self.event: anyio.Event | None = None  # set when the waiter reaches the head
+        self.wakeup: anyio.CancelScope | None = None  # the head's sleep, cut short by refunds
 
 
 @final
@@ -144,23 +145,27 @@ class TokenBucket:
         cost_time = waiter.cost * self._interval
         slept_until = -math.inf
         while True:
-            event = waiter.event = anyio.Event()
             if waiters[0] is not waiter:
+                event = waiter.event = anyio.Event()
                 await event.wait()  # set when this waiter reaches the head of the queue
                 continue
             now = current_time()
             due = self._tat + cost_time - self._tau
-            # Woken by its own deadline with the state unchanged, a waiter is admitted even if
-            # the clock reads a rounding error short of `due`: it must never re-sleep for 1e-17 s.
+            # Back from sleeping until `due` with the state unchanged, a waiter is admitted even
+            # if the clock reads a rounding error short of it: it must never re-sleep for 1e-17 s.
             if due <= now or due <= slept_until:
                 tat = self._tat
                 self._tat = (tat if tat > now else now) + cost_time
                 waiters.popleft()
                 self._wake_head()
                 return
-            with anyio.CancelScope(deadline=due) as timer:
-                await event.wait()  # set early by a refund: the answer may have changed
-            slept_until = due if timer.cancelled_caught else -math.inf
+            # A plain sleep: no exception on the common path. A refund cancels it early, since
+            # the tokens may then be there sooner.
+            with anyio.CancelScope() as wakeup:
+                waiter.wakeup = wakeup
+                await anyio.sleep_until(due)
+            waiter.wakeup = None
+            slept_until = -math.inf if wakeup.cancelled_caught else due
 
     def _leave(self, waiter: _Waiter) -> None:
         waiters = self._waiters
@@ -172,9 +177,11 @@ class TokenBucket:
 
     def _wake_head(self) -> None:
         if self._waiters:
-            event = self._waiters[0].event
-            if event is not None:
-                event.set()
+            head = self._waiters[0]
+            if head.wakeup is not None:
+                head.wakeup.cancel()  # asleep until its tokens are due: have it look again
+            elif head.event is not None:
+                head.event.set()  # it just became the head: have it look
 
     def _check_fits(self, cost: float) -> None:
         check_cost("cost", cost)
