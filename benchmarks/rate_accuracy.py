@@ -20,15 +20,18 @@ import asyncio
 import itertools
 import platform
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
 import aiolimiter
 import trio
 
 from towerpy import TokenBucket
 from towerpy._runtime import current_time
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 
 @dataclass
