@@ -211,6 +211,21 @@ async def test_a_call_that_swallows_the_cancellation_returns_its_result() -> Non
     assert anyio.current_time() - start == 1
 
 
+async def test_a_call_that_turns_the_cancellation_into_an_error_raises_that_error() -> None:
+    async def converts(_: object) -> None:
+        try:
+            await anyio.sleep(10)
+        except anyio.get_cancelled_exc_class() as exc:
+            raise LookupError("gave up") from exc
+
+    svc = Timeout(service_fn(converts), 1)
+    with pytest.raises(LookupError, match="gave up"):
+        await svc(None)
+    start = anyio.current_time()
+    await anyio.sleep(1)  # the task is not left cancelled
+    assert anyio.current_time() - start == 1
+
+
 async def test_waiting_for_inner_capacity_counts_toward_the_limit() -> None:
     inner, handle = mock_service()
     limit = ConcurrencyLimit(inner, 1)

@@ -11,6 +11,7 @@ import anyio
 
 from .._runtime import current_time
 from .._validate import check_cost, check_positive_number
+from .._waiter import Waiter, new_waiter
 from ..errors import RequestTooLarge
 
 __all__ = ["RateStatistics", "TokenBucket"]
@@ -42,7 +43,7 @@ class _Waiter:
 
     def __init__(self, cost: float) -> None:
         self.cost = cost
-        self.event: anyio.Event | None = None  # set when the waiter reaches the head
+        self.event: Waiter | None = None  # woken when the waiter reaches the head
         self.wakeup: anyio.CancelScope | None = None  # the head's sleep, cut short by refunds
 
 
@@ -146,8 +147,8 @@ class TokenBucket:
         slept_until = -math.inf
         while True:
             if waiters[0] is not waiter:
-                event = waiter.event = anyio.Event()
-                await event.wait()  # set when this waiter reaches the head of the queue
+                event = waiter.event = new_waiter()
+                await event.wait()  # woken when this waiter reaches the head of the queue
                 continue
             now = current_time()
             due = self._tat + cost_time - self._tau
@@ -181,7 +182,7 @@ class TokenBucket:
             if head.wakeup is not None:
                 head.wakeup.cancel()  # asleep until its tokens are due: have it look again
             elif head.event is not None:
-                head.event.set()  # it just became the head: have it look
+                head.event.wake()  # it just became the head: have it look
 
     def _check_fits(self, cost: float) -> None:
         check_cost("cost", cost)

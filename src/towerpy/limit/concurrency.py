@@ -6,12 +6,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TypeVar, final
 
-import anyio
 from typing_extensions import override
 
 from .. import _reserve
 from .._service import Middleware, Service
 from .._validate import check_positive_int
+from .._waiter import Waiter, new_waiter
 from .protocols import ConcurrencyBackend
 
 __all__ = [
@@ -69,7 +69,7 @@ class ConcurrencyLimiter:
     def __init__(self, max_in_flight: int) -> None:
         self._max = check_positive_int("max_in_flight", max_in_flight)
         self._available = self._max
-        self._waiters: deque[anyio.Event] = deque()
+        self._waiters: deque[Waiter] = deque()
 
     @property
     def max_in_flight(self) -> int:
@@ -91,14 +91,14 @@ class ConcurrencyLimiter:
         if self._available and not self._waiters:
             self._available -= 1
             return _PERMIT
-        waiter = anyio.Event()
+        waiter = new_waiter()
         self._waiters.append(waiter)
         try:
             await waiter.wait()
         except BaseException:
-            if waiter.is_set():  # a permit was handed over just as we left: pass it on
+            if waiter.woken:  # a permit was handed over just as we left: pass it on
                 self.release(_PERMIT)
-            else:
+            elif waiter in self._waiters:  # else `release` already skipped it
                 self._waiters.remove(waiter)
             raise
         return _PERMIT
@@ -109,9 +109,11 @@ class ConcurrencyLimiter:
 
     def release(self, permit: object) -> None:
         """Gives a permit back: to the first waiter if there is one."""
-        if self._waiters:
-            self._waiters.popleft().set()  # handed over: the count does not change
-        elif self._available < self._max:
+        waiters = self._waiters
+        while waiters:
+            if waiters.popleft().wake():
+                return  # handed over: the count does not change
+        if self._available < self._max:
             self._available += 1
         else:
             raise RuntimeError("ConcurrencyLimiter.release() called more times than acquire()")
