@@ -206,6 +206,39 @@ async def test_throughput_after_the_burst_is_exactly_the_rate(
         assert at == max(0.0, (taken - burst) * per / rate)
 
 
+@settings(deadline=None, max_examples=40)
+@given(
+    rate=st.floats(0.1, 1000),
+    per=st.floats(0.01, 100),
+    costs=st.lists(st.floats(0, 3), min_size=1, max_size=30),
+    arrivals=st.lists(st.floats(0, 5), min_size=30, max_size=30),
+)
+async def test_rounded_rates_admit_every_waiter_in_order_within_the_bound(
+    rate: float, per: float, costs: list[float], arrivals: list[float]
+) -> None:
+    bucket = TokenBucket(rate, per, burst=3)
+    start = anyio.current_time()
+    entered: list[int] = []
+    admitted: list[tuple[int, float]] = []
+
+    async def request(i: int) -> None:
+        await anyio.sleep_until(start + arrivals[i] * per)
+        entered.append(i)
+        await bucket.acquire(costs[i])
+        admitted.append((i, anyio.current_time() - start))
+
+    async with anyio.create_task_group() as tg:  # every waiter gets in: none re-sleeps forever
+        for i in range(len(costs)):
+            tg.start_soon(request, i)
+    assert [i for i, _ in admitted] == entered
+    times = [at for _, at in admitted]
+    for first in range(len(times)):
+        for last in range(first, len(times)):
+            taken = sum(costs[i] for i, _ in admitted[first : last + 1])
+            bound = 3 + rate * (times[last] - times[first]) / per
+            assert taken <= bound * (1 + 1e-9) + 1e-9
+
+
 async def test_long_run_throughput_is_the_rate_within_a_tenth_of_a_percent() -> None:
     bucket = TokenBucket(100, burst=10)
     start = anyio.current_time()
