@@ -1,9 +1,14 @@
-"""One task waiting to be woken by another: the cheapest primitive each backend offers.
+"""One task waiting to be woken by another: the cheapest primitives each backend offers.
 
 A limiter's waiters are woken one at a time, in order, by whoever gives capacity back.
 `anyio.Event` looks the backend up each time one is made; these do not. On asyncio a waiter
 is a bare future, which a cancellation of the waiting task cancels: `Waiter.wake` then reports
 that nobody was woken, so the capacity goes to the next waiter instead.
+
+An `Alarm` is a sleep until a deadline that another task may cut short: the first waiter of a
+token bucket sleeps on one until its tokens are due, and a refund wakes it early. On asyncio it
+is a future that a loop timer resolves at the deadline; on trio, a sleep in a cancel scope.
+Neither raises on the common path (the deadline passes).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from ._runtime import _in_trio, running_loop
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-__all__ = ["Waiter", "new_waiter"]
+__all__ = ["Alarm", "Waiter", "new_alarm", "new_waiter"]
 
 
 class Waiter(Protocol):
@@ -81,3 +86,77 @@ def new_waiter() -> Waiter:
     if _in_trio():
         return _EventWaiter(sys.modules["trio"].Event())
     return _FutureWaiter(running_loop())
+
+
+class Alarm(Protocol):
+    """A sleep until a deadline, which `wake` may cut short."""
+
+    async def sleep_until(self, deadline: float) -> bool:
+        """Sleeps until ``deadline`` (on the loop's clock).
+
+        Returns:
+            True when the deadline passed; False when `wake` cut the sleep short.
+        """
+        ...
+
+    def wake(self) -> None:
+        """Ends the current sleep now, if there is one."""
+        ...
+
+
+def _ring(future: Any, value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+@final
+class _TimerAlarm:
+    __slots__ = ("_future", "_loop")
+
+    def __init__(self, loop: Any) -> None:
+        self._loop = loop
+        self._future: Any = None
+
+    async def sleep_until(self, deadline: float) -> bool:
+        future = self._future = self._loop.create_future()
+        # call_at, not call_later: the timer fires at the deadline itself, not at a rounded sum
+        timer = self._loop.call_at(deadline, _ring, future, True)
+        try:
+            passed: bool = await future
+        finally:
+            timer.cancel()
+            self._future = None
+        return passed
+
+    def wake(self) -> None:
+        if self._future is not None:
+            _ring(self._future, False)
+
+
+@final
+class _ScopeAlarm:
+    __slots__ = ("_scope", "_trio")
+
+    def __init__(self, trio: Any) -> None:
+        self._trio = trio
+        self._scope: Any = None
+
+    async def sleep_until(self, deadline: float) -> bool:
+        with self._trio.CancelScope() as scope:
+            self._scope = scope
+            try:
+                await self._trio.sleep_until(deadline)
+            finally:
+                self._scope = None
+        return not scope.cancelled_caught
+
+    def wake(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
+
+def new_alarm() -> Alarm:
+    """Returns an alarm for the current task, on the running backend."""
+    if _in_trio():
+        return _ScopeAlarm(sys.modules["trio"])
+    return _TimerAlarm(running_loop())

@@ -3,7 +3,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -12,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from towerpy import RateBackend, RateStatistics, RequestTooLarge, TokenBucket
+from towerpy._waiter import new_alarm
 from towerpy.limit import bucket as bucket_module
 from towerpy.testing import wait_all_tasks_blocked
 
@@ -162,16 +162,20 @@ async def test_only_the_head_waiter_sleeps_and_each_sleeps_once(
 ) -> None:
     timed_sleeps: list[float] = []
 
-    async def counting_sleep_until(deadline: float) -> None:
-        timed_sleeps.append(deadline)
-        await anyio.sleep_until(deadline)
+    class CountingAlarm:
+        def __init__(self) -> None:
+            self.alarm = new_alarm()
 
-    patched = SimpleNamespace(
-        Event=anyio.Event, CancelScope=anyio.CancelScope, sleep_until=counting_sleep_until
-    )
+        async def sleep_until(self, deadline: float) -> bool:
+            timed_sleeps.append(deadline)
+            return await self.alarm.sleep_until(deadline)
+
+        def wake(self) -> None:
+            self.alarm.wake()
+
+    monkeypatch.setattr(bucket_module, "new_alarm", CountingAlarm)
     bucket = TokenBucket(4, burst=1)
     start = anyio.current_time()
-    monkeypatch.setattr(bucket_module, "anyio", patched)
     admitted = await admit_all(bucket, [1] * 9)
     monkeypatch.undo()
     assert admitted == [0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]

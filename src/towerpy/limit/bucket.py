@@ -7,11 +7,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import final
 
-import anyio
-
 from .._runtime import current_time
 from .._validate import check_cost, check_positive_number
-from .._waiter import Waiter, new_waiter
+from .._waiter import Alarm, Waiter, new_alarm, new_waiter
 from ..errors import RequestTooLarge
 
 __all__ = ["RateStatistics", "TokenBucket"]
@@ -39,12 +37,12 @@ class RateStatistics:
 
 @final
 class _Waiter:
-    __slots__ = ("cost", "event", "wakeup")
+    __slots__ = ("alarm", "cost", "event")
 
     def __init__(self, cost: float) -> None:
         self.cost = cost
         self.event: Waiter | None = None  # woken when the waiter reaches the head
-        self.wakeup: anyio.CancelScope | None = None  # the head's sleep, cut short by refunds
+        self.alarm: Alarm | None = None  # the head's sleep until its tokens are due
 
 
 @final
@@ -160,13 +158,12 @@ class TokenBucket:
                 waiters.popleft()
                 self._wake_head()
                 return
-            # A plain sleep: no exception on the common path. A refund cancels it early, since
-            # the tokens may then be there sooner.
-            with anyio.CancelScope() as wakeup:
-                waiter.wakeup = wakeup
-                await anyio.sleep_until(due)
-            waiter.wakeup = None
-            slept_until = -math.inf if wakeup.cancelled_caught else due
+            # A refund cuts the sleep short, since the tokens may then be there sooner.
+            alarm = waiter.alarm = new_alarm()
+            try:
+                slept_until = due if await alarm.sleep_until(due) else -math.inf
+            finally:
+                waiter.alarm = None
 
     def _leave(self, waiter: _Waiter) -> None:
         waiters = self._waiters
@@ -179,8 +176,8 @@ class TokenBucket:
     def _wake_head(self) -> None:
         if self._waiters:
             head = self._waiters[0]
-            if head.wakeup is not None:
-                head.wakeup.cancel()  # asleep until its tokens are due: have it look again
+            if head.alarm is not None:
+                head.alarm.wake()  # asleep until its tokens are due: have it look again
             elif head.event is not None:
                 head.event.wake()  # it just became the head: have it look
 
