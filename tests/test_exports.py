@@ -11,11 +11,14 @@ import towerpy
 PUBLIC_MODULES = [
     "towerpy",
     "towerpy.errors",
+    "towerpy.limit",
     "towerpy.llm",
     "towerpy.llm.anthropic",
     "towerpy.llm.openai",
+    "towerpy.load_shed",
     "towerpy.retry",
     "towerpy.testing",
+    "towerpy.timeout",
     "towerpy.tools",
     "towerpy.util",
 ]
