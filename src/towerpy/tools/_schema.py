@@ -130,8 +130,15 @@ class ArgumentsSchema:
                     f"tool {tool_name!r}: parameter {name!r} has no type annotation; annotate "
                     f"it (e.g. {name}: str) so the model knows what to send"
                 )
+            if isinstance(param.annotation, str):  # a forward reference that is still text
+                raise TypeError(
+                    f"tool {tool_name!r}: cannot resolve the type annotations of "
+                    f"{callable_name(fn)!r} ({param.annotation!r} is not defined); define the "
+                    f"types it names at module level"
+                )
             default = ... if param.default is param.empty else param.default
-            field = Field(default, alias=name, description=docs.get(name))
+            described = {"description": docs[name]} if name in docs else {}
+            field = Field(default, alias=name, **described)  # type: ignore[call-overload]
             fields[f"f{index}"] = (param.annotation, field)
             self._names[f"f{index}"] = name
         config = ConfigDict(extra="forbid", arbitrary_types_allowed=False)
