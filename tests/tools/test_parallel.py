@@ -161,9 +161,7 @@ async def test_a_single_invocation_runs_in_the_callers_task() -> None:
 # --- JOIN_ALL ----------------------------------------------------------------------------------
 
 
-async def test_join_all_waits_for_everything_then_raises_the_earliest_failure_in_request_order() -> (
-    None
-):
+async def test_join_all_runs_everything_then_raises_the_earliest_failure_in_request_order() -> None:
     router = Recorder()
     parallel = ParallelToolRouter(router, limit=5, policy=JoinPolicy.JOIN_ALL)
     batch = [inv("a", 1), inv("b", 2, fail=True), inv("c", 4), inv("d", 1, fail=True)]
@@ -375,7 +373,9 @@ async def test_sequential_tools_are_found_through_layers_around_a_tool_router() 
 )
 async def test_barriers_hold_for_any_batch(plan: list[tuple[bool, int]], limit: int) -> None:
     router = Recorder()
-    batch = [inv(str(n), delay, name="seq" if seq else "work") for n, (seq, delay) in enumerate(plan)]
+    batch = [
+        inv(str(n), delay, name="seq" if seq else "work") for n, (seq, delay) in enumerate(plan)
+    ]
     outputs = await ParallelToolRouter(router, limit=limit, sequential=is_seq)(batch)
     assert [o.id for o in outputs] == [i.id for i in batch]
     for n, (seq, _) in enumerate(plan):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Callable
+from collections.abc import Callable  # noqa: TC003 - @tool resolves annotations at runtime
 from typing import Annotated, Any, Literal, Optional
 
 import anyio
@@ -12,9 +12,9 @@ import pytest
 from pydantic import BaseModel, Field
 
 from towerpy import InvalidToolArguments, Service, ServiceBuilder
+from towerpy.testing import wait_all_tasks_blocked
 from towerpy.tools import ThreadLimiter, Tool, tool
 from towerpy.tools._threads import run_in_thread
-from towerpy.testing import wait_all_tasks_blocked
 
 
 class Unit(enum.Enum):
@@ -144,7 +144,11 @@ def test_parameters_may_shadow_pydantic_attributes() -> None:
         return json, schema, model_config
 
     assert list(f.spec.parameters["properties"]) == ["json", "schema", "model_config"]
-    assert f.validate({"json": "x", "schema": 2}) == {"json": "x", "schema": 2, "model_config": True}
+    assert f.validate({"json": "x", "schema": 2}) == {
+        "json": "x",
+        "schema": 2,
+        "model_config": True,
+    }
 
 
 def test_annotated_field_constraints_reach_the_schema() -> None:
@@ -180,7 +184,7 @@ def test_an_arbitrary_class_is_a_clear_error() -> None:
 
 
 def test_a_parameter_without_annotation_is_a_clear_error() -> None:
-    async def f(query):  # type: ignore[no-untyped-def]  # noqa: ANN001
+    async def f(query):  # type: ignore[no-untyped-def]
         ...
 
     with pytest.raises(TypeError, match="parameter 'query' has no type annotation"):
@@ -259,7 +263,7 @@ def test_bad_limits_are_refused_when_the_tool_is_made(option: str, value: object
     async def f() -> None: ...
 
     with pytest.raises(ValueError, match=option):
-        tool(f, **{option: value})
+        tool(f, **{option: value})  # type: ignore[call-overload]
 
 
 def test_something_not_callable_is_refused() -> None:

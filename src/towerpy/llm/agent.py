@@ -18,8 +18,7 @@ from .parallel_tools import with_tool_results
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-    from typing_extensions import Self
+    from typing import Self
 
     from ..tools.models import ToolInvocation, ToolOutput, ToolSpec
 
@@ -160,9 +159,7 @@ class Agent:
                 if not isinstance(message, Message):
                     raise TypeError(f"a conversation is a list of Message, got {message!r}")
         else:
-            raise ValueError(
-                f"prompt must be a str or a non-empty list of Message, got {prompt!r}"
-            )
+            raise ValueError(f"prompt must be a str or a non-empty list of Message, got {prompt!r}")
         if self.system is not None and messages[0].role != "system":
             messages.insert(0, Message.system(self.system))
         return messages

@@ -6,8 +6,9 @@ from .parallel import JoinPolicy, ParallelToolRouter, describe_failure
 from .router import ToolRouter
 from .tool import Tool, tool
 
-# last: it lives with the step services, which import this package's models first
-from ..llm.parallel_tools import ParallelToolsLayer  # noqa: E402, I001
+# isort: split
+# last: this layer lives with the step services, whose messages import this package first
+from ..llm.parallel_tools import ParallelToolsLayer
 
 __all__ = [
     "JoinPolicy",

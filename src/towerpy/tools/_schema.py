@@ -131,11 +131,7 @@ class ArgumentsSchema:
                     f"it (e.g. {name}: str) so the model knows what to send"
                 )
             if isinstance(param.annotation, str):  # a forward reference that is still text
-                raise TypeError(
-                    f"tool {tool_name!r}: cannot resolve the type annotations of "
-                    f"{callable_name(fn)!r} ({param.annotation!r} is not defined); define the "
-                    f"types it names at module level"
-                )
+                raise TypeError(_unresolved(tool_name, fn, f"{param.annotation!r} is not defined"))
             default = ... if param.default is param.empty else param.default
             described = {"description": docs[name]} if name in docs else {}
             field = Field(default, alias=name, **described)  # type: ignore[call-overload]
@@ -204,12 +200,17 @@ def _signature(fn: Callable[..., Any], tool_name: str) -> inspect.Signature:
     try:
         return inspect.signature(fn, eval_str=True)
     except (NameError, SyntaxError, AttributeError) as exc:
-        raise TypeError(
-            f"tool {tool_name!r}: cannot resolve the type annotations of "
-            f"{callable_name(fn)!r} ({exc}); define the types it names at module level"
-        ) from exc
+        raise TypeError(_unresolved(tool_name, fn, str(exc))) from exc
     except (TypeError, ValueError) as exc:
         raise TypeError(f"@tool cannot read the signature of {callable_name(fn)!r}") from exc
+
+
+def _unresolved(tool_name: str, fn: Callable[..., Any], problem: str) -> str:
+    return (
+        f"tool {tool_name!r}: cannot resolve the type annotations of {callable_name(fn)!r} "
+        f"({problem}); define the types they name at module level, and import them at run "
+        f"time (not only under TYPE_CHECKING)"
+    )
 
 
 def _type_name(annotation: object) -> str:
@@ -222,7 +223,7 @@ def _clean(schema: dict[str, Any]) -> dict[str, Any]:
     """Drops pydantic's generated titles and inlines every non-recursive ``$ref``."""
     defs: dict[str, Any] = schema.pop("$defs", {})
     recursive: set[str] = set()
-    result = _walk(schema, defs, (), recursive)
+    result: dict[str, Any] = _walk(schema, defs, (), recursive)
     if recursive:  # a recursive model cannot be inlined: keep its definitions, cleaned too
         kept: dict[str, Any] = {}
         pending = set(recursive)

@@ -186,7 +186,8 @@ class Bash:
         try:
             with anyio.move_on_after(self.timeout) as scope:
                 async with anyio.create_task_group() as tg:
-                    assert process.stdout is not None and process.stderr is not None
+                    assert process.stdout is not None
+                    assert process.stderr is not None
                     tg.start_soon(stdout.drain, process.stdout)
                     tg.start_soon(stderr.drain, process.stderr)
                     await process.wait()
@@ -195,10 +196,11 @@ class Bash:
             await _kill_group(process)
         error = stderr.text()
         if scope.cancelled_caught:
-            error += (
-                f"\n[timed out after {self.timeout:g} seconds: the command and its children "
+            note = (
+                f"[timed out after {self.timeout:g} seconds: the command and its children "
                 f"were killed]"
             )
+            error = f"{error}\n{note}" if error and not error.endswith("\n") else error + note
         exit_code = process.returncode
         return BashResult(
             exit_code=exit_code if exit_code is not None else -signal.SIGKILL,
@@ -209,7 +211,11 @@ class Bash:
         )
 
     def tool(
-        self, *, name: str = "bash", concurrency_limit: int | None = 4, description: str | None = None
+        self,
+        *,
+        name: str = "bash",
+        concurrency_limit: int | None = 4,
+        description: str | None = None,
     ) -> Tool:
         """Returns the tool that models call: ``bash(command)``."""
         text = description or (

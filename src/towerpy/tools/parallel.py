@@ -18,7 +18,13 @@ from .router import ToolRouter
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-__all__ = ["JoinPolicy", "ParallelToolRouter", "check_options", "describe_failure", "find_attribute"]
+__all__ = [
+    "JoinPolicy",
+    "ParallelToolRouter",
+    "check_options",
+    "describe_failure",
+    "find_attribute",
+]
 
 _MESSAGE_LIMIT = 1000  # characters of an error message shown to the model
 
@@ -47,7 +53,9 @@ def describe_failure(invocation: ToolInvocation, error: Exception) -> str:
     else:
         detail = str(error)
         kind = type(error).__name__
-        text = f"tool {name!r} failed: {kind}: {detail}" if detail else f"tool {name!r} failed: {kind}"
+        text = (
+            f"tool {name!r} failed: {kind}: {detail}" if detail else f"tool {name!r} failed: {kind}"
+        )
     return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
 
 
