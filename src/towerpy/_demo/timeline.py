@@ -1,0 +1,189 @@
+"""Records when each model call and tool call waited and ran, and draws it in 80 columns."""
+
+from __future__ import annotations
+
+import math
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, final
+
+from typing_extensions import override
+
+from .._runtime import current_time
+from .._service import Middleware, Service
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+__all__ = ["Recorded", "Row", "Timeline", "mark_started"]
+
+_current: ContextVar[Row | None] = ContextVar("towerpy_demo_row", default=None)
+
+_BARS = {"run": "█", "wait": "░", "timeout": "✕", "error": "!"}
+_ASCII = {"run": "#", "wait": ".", "timeout": "X", "error": "!"}
+
+
+@final
+class Row:
+    """One call on the timeline: asked at ``asked``, running from ``started`` to ``ended``."""
+
+    __slots__ = ("agent", "asked", "ended", "kind", "label", "name", "started", "status")
+
+    def __init__(self, agent: str, kind: str, name: str, label: str, asked: float) -> None:
+        self.agent = agent
+        self.kind = kind  # "model" or "tool"
+        self.name = name
+        self.label = label
+        self.asked = asked
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.status = "ok"  # "ok", "timeout" or "error"
+
+    @property
+    def waited(self) -> float:
+        """Seconds between being asked for and starting to run."""
+        return (self.started if self.started is not None else self.asked) - self.asked
+
+    @property
+    def ran(self) -> float:
+        """Seconds spent running."""
+        if self.started is None or self.ended is None:
+            return 0.0
+        return self.ended - self.started
+
+
+def mark_started() -> None:
+    """Marks the call this task is making as running (called where the real work begins)."""
+    row = _current.get()
+    if row is not None and row.started is None:
+        row.started = current_time()
+
+
+@final
+class Recorded(Middleware[Any, Any]):
+    """Adds a row per call: asked when the call enters, ended when it leaves this layer.
+
+    ``ready()`` is the inner service's; ``call()`` records and passes the request on, and
+    marks a timeout or an error from the inner service on the row before re-raising it.
+    """
+
+    __slots__ = ("_asked", "_make", "_timeline")
+
+    def __init__(
+        self,
+        inner: Service[Any, Any],
+        timeline: Timeline,
+        make: Callable[[Any, float], Row],
+        asked: Callable[[], float | None] | None = None,
+    ) -> None:
+        super().__init__(inner)
+        self._timeline = timeline
+        self._make = make
+        self._asked = asked
+
+    @override
+    async def call(self, request: Any) -> Any:
+        now = current_time()
+        asked = self._asked() if self._asked is not None else None
+        row = self._make(request, now if asked is None else asked)
+        self._timeline.rows.append(row)
+        token = _current.set(row)
+        try:
+            response = await self.inner(request)
+        except TimeoutError:
+            row.status = "timeout"
+            raise
+        except Exception:
+            row.status = "error"
+            raise
+        finally:
+            _current.reset(token)
+            mark_started_at(row, current_time())
+            row.ended = current_time()
+        return response
+
+
+def mark_started_at(row: Row, when: float) -> None:
+    """Marks ``row`` as started at ``when`` unless it already is."""
+    if row.started is None:
+        row.started = when
+
+
+@final
+class Timeline:
+    """The rows of every call in a run, and how to draw them."""
+
+    __slots__ = ("rows", "start")
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.start = 0.0
+
+    def begin(self) -> None:
+        """Sets time zero to now."""
+        self.start = current_time()
+
+    @property
+    def end(self) -> float:
+        """When the last call ended, in seconds from the start."""
+        return max((row.ended or 0.0 for row in self.rows), default=self.start) - self.start
+
+    def render(self, agents: Iterable[str], *, width: int = 80, ascii_only: bool = False) -> str:
+        """Draws one line per call, grouped by agent, time running left to right."""
+        bars = _ASCII if ascii_only else _BARS
+        label_width = 24
+        columns = max(20, width - label_width - 1)
+        total = max(self.end, 1e-9)
+        # round the scale to a readable step so the axis ticks land on whole columns
+        step = _nice_step(total / columns)
+        columns = min(columns, math.ceil(total / step) + 1)
+        lines = [" " * label_width + _axis(columns, step)]
+        for agent in agents:
+            first = True
+            for row in (r for r in self.rows if r.agent == agent):
+                name = agent if first else ""
+                first = False
+                label = f"{name:<10.10}{row.label:<{label_width - 10}.{label_width - 11}}"
+                lines.append(label + self._bar(row, step, columns, bars))
+        legend = (
+            f"{bars['run']} running   {bars['wait']} waiting for a limit   "
+            f"{bars['timeout']} timed out   (one column = {_seconds(step)})"
+        )
+        lines.append(" " * label_width + legend)
+        return "\n".join(line.rstrip() for line in lines)
+
+    def _bar(self, row: Row, step: float, columns: int, bars: dict[str, str]) -> str:
+        def column(t: float) -> int:
+            return min(columns - 1, round((t - self.start) / step))
+
+        asked = column(row.asked)
+        started = column(row.started if row.started is not None else row.asked)
+        ended = max(started + 1, column(row.ended if row.ended is not None else row.asked))
+        cells = [" "] * columns
+        for i in range(asked, started):
+            cells[i] = bars["wait"]
+        for i in range(started, min(ended, columns)):
+            cells[i] = bars["run"]
+        if row.status in ("timeout", "error"):
+            cells[min(ended, columns) - 1] = bars[row.status]
+        return "".join(cells)
+
+
+def _nice_step(raw: float) -> float:
+    for step in (0.05, 0.1, 0.125, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0):
+        if raw <= step:
+            return step
+    return math.ceil(raw)
+
+
+def _axis(columns: int, step: float) -> str:
+    every = max(1, round(1.0 / step)) if step < 1 else 5
+    cells = [" "] * columns
+    for col in range(0, columns, every):
+        tick = f"{col * step:g}s"
+        if col + len(tick) <= columns:
+            cells[col : col + len(tick)] = tick
+    return "".join(cells)
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:g} ms" if value < 1 else f"{value:g} s"
