@@ -22,7 +22,7 @@ where it waited for a limit), then a summary: calls, peak concurrency per limit,
 timeouts, and the wall time against running every call one after another.
 
 By default the demo runs in virtual time: every sleep is skipped, so it finishes at once and
-prints the same timeline every time. --real-time runs it on the real clock (about 7 s)."""
+prints the same timeline every time. --real-time runs it on the real clock (about 8 s)."""
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MODEL_RATE", "TOOL_LIMITS", "TOOL_TIMEOUT", "AgentPlan", "build", "run_agents"]
 
-MODEL_RATE = (2.0, 2.0)  # model calls per second, burst: one budget shared by every agent
+MODEL_RATE = (1.0, 2.0)  # model calls per second, burst: one budget shared by every agent
 TOOL_LIMITS = {"search": 2, "run_tests": 1}  # per tool, across every agent
 TOOL_TIMEOUT = 2.0  # seconds a fetch may take
 
@@ -85,8 +85,7 @@ def _final(summary: str) -> ScriptEntry:
     def answer(request: ChatRequest) -> Message:
         results = sum(1 for m in request.messages if m.role == "tool")
         errors = sum(1 for m in request.messages if m.role == "tool" and m.is_error)
-        note = f", recovered from {errors} failed call" if errors else ""
-        return Message.assistant(f"{summary} ({results} tool results{note})")
+        return Message.assistant(f"{summary} ({results} tool results, {errors} failed)")
 
     return answer
 
@@ -119,7 +118,7 @@ PLANS = [
                 ("fetch", {"url": "https://slow.example.org/paper"}),
             ),
             _recover,
-            _final("Rate limits, concurrency limits and timeouts"),
+            _final("Rate limits, concurrency, timeouts."),
         ],
     ),
     AgentPlan(
@@ -135,7 +134,7 @@ PLANS = [
                 ("search", {"query": "anyio"}),
             ),
             _calls("coding", 2, ("run_tests", {"suite": "unit"}), ("run_tests", {"suite": "e2e"})),
-            _final("All 49 tests pass"),
+            _final("All 49 tests pass."),
         ],
     ),
     AgentPlan(
@@ -156,7 +155,7 @@ PLANS = [
                 ("read_file", {"path": "deploy.yaml"}),
                 ("fetch", {"url": "https://metrics.example.org"}),
             ),
-            _final("Healthy: 99.9% of the error budget left"),
+            _final("Healthy, 99.9% of budget left."),
         ],
     ),
 ]
@@ -186,11 +185,21 @@ def _last_answer(timeline: Timeline, agent: str) -> float | None:
     return None
 
 
+def _detail(invocation: ToolInvocation) -> str:
+    arguments = invocation.arguments
+    if invocation.name == "fetch":
+        return str(arguments["url"]).removeprefix("https://").split(".")[0]
+    if invocation.name == "read_file":
+        return str(arguments["path"]).rsplit("/", 1)[-1]
+    if invocation.name == "add":
+        return f"{len(arguments['numbers'])} numbers"
+    return str(next(iter(arguments.values()), ""))
+
+
 def _tool_row(agent: str) -> Any:
     def make(invocation: ToolInvocation, asked: float) -> Row:
-        argument = next(iter(invocation.arguments.values()), "")
-        detail = str(argument).removeprefix("https://").split("/")[0].split(".")[0]
-        return Row(agent, "tool", invocation.name, f"{invocation.name} {detail}", asked)
+        label = f"{invocation.name} {_detail(invocation)}"
+        return Row(agent, "tool", invocation.name, label, asked)
 
     return make
 

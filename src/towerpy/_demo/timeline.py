@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, final
 
@@ -14,7 +13,10 @@ from .._service import Middleware, Service
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["Recorded", "Row", "Timeline", "mark_started"]
+__all__ = ["LABEL_WIDTH", "Recorded", "Row", "Timeline", "mark_started"]
+
+LABEL_WIDTH = 27
+_AGENT_WIDTH = 9
 
 _current: ContextVar[Row | None] = ContextVar("towerpy_demo_row", default=None)
 
@@ -130,25 +132,21 @@ class Timeline:
     def render(self, agents: Iterable[str], *, width: int = 80, ascii_only: bool = False) -> str:
         """Draws one line per call, grouped by agent, time running left to right."""
         bars = _ASCII if ascii_only else _BARS
-        label_width = 24
-        columns = max(20, width - label_width - 1)
-        total = max(self.end, 1e-9)
-        # round the scale to a readable step so the axis ticks land on whole columns
-        step = _nice_step(total / columns)
-        columns = min(columns, math.ceil(total / step) + 1)
-        lines = [" " * label_width + _axis(columns, step)]
+        columns = max(20, width - LABEL_WIDTH - 1)
+        step = max(self.end, 1e-9) / (columns - 1)  # the last call ends in the last column
+        lines = [" " * LABEL_WIDTH + _axis(columns, step)]
         for agent in agents:
             first = True
             for row in (r for r in self.rows if r.agent == agent):
                 name = agent if first else ""
                 first = False
-                label = f"{name:<10.10}{row.label:<{label_width - 10}.{label_width - 11}}"
+                label = f"{name:<{_AGENT_WIDTH}.{_AGENT_WIDTH - 1}}{_clip(row.label)} "
                 lines.append(label + self._bar(row, step, columns, bars))
         legend = (
-            f"{bars['run']} running   {bars['wait']} waiting for a limit   "
-            f"{bars['timeout']} timed out   (one column = {_seconds(step)})"
+            f"{bars['run']} running  {bars['wait']} waiting for a limit  "
+            f"{bars['timeout']} timed out"
         )
-        lines.append(" " * label_width + legend)
+        lines.append(" " * LABEL_WIDTH + legend)
         return "\n".join(line.rstrip() for line in lines)
 
     def _bar(self, row: Row, step: float, columns: int, bars: dict[str, str]) -> str:
@@ -168,22 +166,19 @@ class Timeline:
         return "".join(cells)
 
 
-def _nice_step(raw: float) -> float:
-    for step in (0.05, 0.1, 0.125, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0):
-        if raw <= step:
-            return step
-    return math.ceil(raw)
+def _clip(label: str) -> str:
+    room = LABEL_WIDTH - _AGENT_WIDTH - 1
+    return f"{label:<{room}}" if len(label) <= room else label[: room - 1] + "…"
 
 
 def _axis(columns: int, step: float) -> str:
-    every = max(1, round(1.0 / step)) if step < 1 else 5
+    # a tick every 1, 2, 5, 10… seconds, whichever leaves room for the labels
+    every = next(s for s in (1, 2, 5, 10, 20, 50, 100, 1e9) if s / step >= 4)
     cells = [" "] * columns
-    for col in range(0, columns, every):
-        tick = f"{col * step:g}s"
+    second = 0.0
+    while (col := round(second / step)) < columns:
+        tick = f"{second:g}s"
         if col + len(tick) <= columns:
             cells[col : col + len(tick)] = tick
+        second += every
     return "".join(cells)
-
-
-def _seconds(value: float) -> str:
-    return f"{value * 1000:g} ms" if value < 1 else f"{value:g} s"
