@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import threading
 from collections.abc import Callable  # noqa: TC003 - @tool resolves annotations at runtime
@@ -10,6 +11,7 @@ from typing import Annotated, Any, Literal, Optional
 import anyio
 import pytest
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from towerpy import InvalidToolArguments, Service, ServiceBuilder
 from towerpy.testing import wait_all_tasks_blocked
@@ -30,6 +32,16 @@ class Place(BaseModel):
 class Trip(BaseModel):
     start: Place
     stops: list[Place] = []
+
+
+@dataclasses.dataclass
+class Point:
+    x: float
+    y: float
+
+
+class Options(TypedDict):
+    verbose: bool
 
 
 class Node(BaseModel):
@@ -121,6 +133,19 @@ def test_nested_models_are_inlined_without_titles() -> None:
     }
     assert "$defs" not in schema
     assert "title" not in str(schema)
+
+
+def test_dataclasses_and_typed_dicts_become_objects() -> None:
+    async def f(point: Point, options: Options) -> None: ...
+
+    schema = schema_of(f)
+    assert schema["properties"]["point"] == {
+        "type": "object",
+        "properties": {"x": {"type": "number"}, "y": {"type": "number"}},
+        "required": ["x", "y"],
+        "additionalProperties": False,  # validated as strictly as the top level
+    }
+    assert schema["properties"]["options"]["properties"] == {"verbose": {"type": "boolean"}}
 
 
 def test_recursive_models_keep_their_definition() -> None:

@@ -133,7 +133,7 @@ class Timeline:
         """Draws one line per call, grouped by agent, time running left to right."""
         bars = _ASCII if ascii_only else _BARS
         columns = max(20, width - LABEL_WIDTH - 1)
-        step = max(self.end, 1e-9) / (columns - 1)  # the last call ends in the last column
+        step = max(self.end, 1e-9) / columns  # the last call ends at the right edge
         lines = [" " * LABEL_WIDTH + _axis(columns, step)]
         for agent in agents:
             first = True
@@ -150,19 +150,17 @@ class Timeline:
         return "\n".join(line.rstrip() for line in lines)
 
     def _bar(self, row: Row, step: float, columns: int, bars: dict[str, str]) -> str:
-        def column(t: float) -> int:
-            return min(columns - 1, round((t - self.start) / step))
+        def column(t: float | None) -> int:
+            return round(((row.asked if t is None else t) - self.start) / step)
 
-        asked = column(row.asked)
-        started = column(row.started if row.started is not None else row.asked)
-        ended = max(started + 1, column(row.ended if row.ended is not None else row.asked))
+        asked = min(column(row.asked), columns - 1)
+        started = min(column(row.started), columns - 1)
+        ended = min(columns, max(started + 1, column(row.ended)))  # at least one cell
         cells = [" "] * columns
-        for i in range(asked, started):
-            cells[i] = bars["wait"]
-        for i in range(started, min(ended, columns)):
-            cells[i] = bars["run"]
+        cells[asked:started] = bars["wait"] * (started - asked)
+        cells[started:ended] = bars["run"] * (ended - started)
         if row.status in ("timeout", "error"):
-            cells[min(ended, columns) - 1] = bars[row.status]
+            cells[ended - 1] = bars[row.status]
         return "".join(cells)
 
 
