@@ -251,3 +251,37 @@ async def test_entering_the_agent_enters_its_step_service_and_tools() -> None:
     async with Agent(step, tools=tools) as agent:
         assert (await agent.run("x")).output == "hi"
     assert events == ["enter step", "enter tools", "exit tools", "exit step"]
+
+
+async def test_two_agents_sharing_a_token_bucket_share_one_budget() -> None:
+    from towerpy import RateLimitLayer, ServiceBuilder, TokenBucket
+    from towerpy.testing import InFlightProbe
+
+    bucket = TokenBucket(1, per=2.0, burst=1)  # one model call every 2 s, for both agents
+    probes = []
+
+    def agent(city: str) -> Agent:
+        probe = InFlightProbe(
+            ScriptedModel(
+                [Message.assistant(tool_calls=[call("c", "population", city=city)]), final_answer]
+            )
+        )
+        probes.append(probe)
+        step = ServiceBuilder().layer(RateLimitLayer(limiter=bucket)).service(probe)
+        return Agent(step, tools=ToolRouter([population]))
+
+    agents = [agent("Oslo"), agent("Lima")]
+    results = []
+
+    async def run(a: Agent) -> None:
+        results.append(await a.run("people?"))
+
+    async with anyio.create_task_group() as tg:
+        for a in agents:
+            tg.start_soon(run, a)
+    starts = sorted(start for probe in probes for start, _ in probe.calls)
+    assert starts == [0, 2, 4, 6]  # 4 model calls, one per 2 s across both agents
+    assert sorted(r.output for r in results) == [
+        'results: {"c": "10000000"}',
+        'results: {"c": "709000"}',
+    ]

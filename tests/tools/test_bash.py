@@ -134,3 +134,8 @@ def test_bad_options_are_refused() -> None:
         Bash(max_output=1)
     with pytest.raises(FileNotFoundError, match="not on PATH"):
         Bash(shell="no-such-shell-here")
+
+
+def test_the_bash_tool_runs_at_most_four_commands_at_once_by_default() -> None:
+    assert bash_tool().concurrency_limit == 4
+    assert bash_tool(concurrency_limit=2).concurrency_limit == 2

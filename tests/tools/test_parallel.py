@@ -428,3 +428,26 @@ def test_repr_shows_the_options() -> None:
     assert repr(parallel) == (
         "ParallelToolRouter(ToolRouter([]), limit=3, policy=ISOLATE, tool_timeout=2.0)"
     )
+
+
+async def test_a_limit_shared_by_every_batch_and_the_per_batch_limit_hold_together() -> None:
+    from towerpy import ConcurrencyLimitLayer
+
+    recorder = Recorder()
+    probe = InFlightProbe(recorder)
+    shared = ConcurrencyLimitLayer(4).layer(probe)
+    batches = [ParallelToolRouter(shared, limit=3) for _ in range(3)]
+    per_batch_peak: dict[int, int] = {}
+
+    async def run(n: int) -> None:
+        await batches[n]([inv(f"{n}-{k}", 1) for k in range(6)])
+
+    async with anyio.create_task_group() as tg:
+        for n in range(3):
+            tg.start_soon(run, n)
+    assert probe.peak == 4  # the shared bound
+    for n in range(3):  # and no batch ever had more than 3 running
+        spans = [recorder.spans[f"{n}-{k}"] for k in range(6)]
+        per_batch_peak[n] = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
+    assert max(per_batch_peak.values()) <= 3
+    assert anyio.current_time() == 5  # 18 one-second calls, 4 at a time

@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from towerpy import InvalidToolArguments, Service, ServiceBuilder
+from towerpy import Elapsed, InvalidToolArguments, Service, ServiceBuilder
 from towerpy.testing import wait_all_tasks_blocked
 from towerpy.tools import ThreadLimiter, Tool, tool
 from towerpy.tools._threads import run_in_thread
@@ -516,3 +516,99 @@ def test_tool_class_and_decorator_agree() -> None:
         return x
 
     assert Tool(f, name="g").spec == tool(name="g")(f).spec
+
+
+# --- limits and timeouts -------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_concurrency_limit_bounds_calls_of_the_tool_across_callers() -> None:
+    running = 0
+    peak = 0
+
+    @tool(concurrency_limit=2)
+    async def slow(n: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(1)
+        running -= 1
+        return n
+
+    async with anyio.create_task_group() as tg:
+        for n in range(5):
+            tg.start_soon(slow, {"n": n})
+    assert peak == 2
+    assert anyio.current_time() == 3
+
+
+@pytest.mark.anyio
+async def test_ready_reserves_a_permit_of_the_tools_limit() -> None:
+    @tool(concurrency_limit=1)
+    async def one(n: int) -> int:
+        return n
+
+    await one.ready()
+    assert not await _other_task_try_ready(one)  # this task holds the only permit
+    assert await one.call({"n": 1}) == 1
+    assert await _other_task_try_ready(one)
+
+
+async def _other_task_try_ready(service: Service[Any, Any]) -> bool:
+    result: list[bool] = []
+
+    async def probe() -> None:
+        result.append(await service.try_ready())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(probe)
+    return result[0]
+
+
+@pytest.mark.anyio
+async def test_a_tool_that_runs_past_its_timeout_raises_elapsed() -> None:
+    @tool(timeout=1.5)
+    async def stuck(n: int) -> int:
+        await anyio.sleep(10)
+        return n
+
+    with pytest.raises(Elapsed) as caught:
+        await stuck({"n": 1})
+    assert isinstance(caught.value, TimeoutError)
+    assert anyio.current_time() == 1.5
+
+
+@pytest.mark.anyio
+async def test_a_sync_tool_past_its_timeout_returns_promptly() -> None:
+    gate = threading.Event()
+
+    @tool(timeout=0.5)
+    def blocking(n: int) -> int:
+        gate.wait(10)
+        return n
+
+    try:
+        with pytest.raises(Elapsed):
+            await blocking({"n": 1})
+        assert anyio.current_time() == 0.5
+    finally:
+        gate.set()
+
+
+@pytest.mark.anyio
+async def test_the_timeout_does_not_count_waiting_for_a_permit() -> None:
+    @tool(concurrency_limit=1, timeout=1.5)
+    async def work(n: int) -> int:
+        await anyio.sleep(1)
+        return n
+
+    results: list[int] = []
+
+    async def run(n: int) -> None:
+        results.append(await work({"n": n}))
+
+    async with anyio.create_task_group() as tg:
+        for n in range(3):
+            tg.start_soon(run, n)
+    assert sorted(results) == [0, 1, 2]  # the third waited 2 s for its permit, then ran 1 s
+    assert anyio.current_time() == 3
