@@ -38,11 +38,11 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Sequence
+from importlib.metadata import version
 from typing import Any
 
 import aiometer
 import anyio
-import pydantic
 
 from towerpy import service_fn
 from towerpy.tools import ParallelToolRouter, ToolInvocation, ToolOutput, ToolRouter, tool
@@ -168,7 +168,7 @@ def bench_case(n: int, limit: int, latency: float, rounds: int) -> None:
     invocations = invocations_for(n)
     ideal = math.ceil(n / limit) * latency
     times: dict[str, list[float]] = {name: [] for name in IMPLS}
-    for name, impl in IMPLS.items():  # warm-up
+    for impl in IMPLS.values():  # warm-up
         run_once(impl, invocations, limit)
     for _ in range(rounds):
         for name, impl in IMPLS.items():
@@ -207,7 +207,8 @@ def bench_memory(rounds: int) -> None:
             tracemalloc.stop()
             assert _first_call_memory is not None
             samples.append(_first_call_memory / n)
-        print(f"| {name} | {statistics.median(samples):.1f} ({min(samples):.1f}-{max(samples):.1f}) |")
+        low, high = min(samples), max(samples)
+        print(f"| {name} | {statistics.median(samples):.1f} ({low:.1f}-{high:.1f}) |")
 
 
 def main() -> None:
@@ -218,8 +219,7 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"Python {platform.python_version()} on {platform.machine()}, "
-        f"anyio {anyio.__version__ if hasattr(anyio, '__version__') else '?'}, "
-        f"pydantic {pydantic.VERSION}, aiometer {getattr(aiometer, '__version__', '?')}"
+        f"anyio {version('anyio')}, pydantic {version('pydantic')}, aiometer {version('aiometer')}"
     )
     if not args.memory_only:
         cases = CASES[:1] if args.quick else CASES
