@@ -15,6 +15,7 @@ PUBLIC_MODULES = [
     "towerpy.retry",
     "towerpy.testing",
     "towerpy.tools",
+    "towerpy.tools.bash",
     "towerpy.util",
 ]
 

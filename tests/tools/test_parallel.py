@@ -451,3 +451,42 @@ async def test_a_limit_shared_by_every_batch_and_the_per_batch_limit_hold_togeth
         per_batch_peak[n] = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
     assert max(per_batch_peak.values()) <= 3
     assert anyio.current_time() == 5  # 18 one-second calls, 4 at a time
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    plan=st.lists(st.tuples(st.integers(0, 4), st.booleans()), max_size=12),
+    limit=st.integers(1, 5),
+    policy=st.sampled_from(list(JoinPolicy)),
+)
+async def test_every_policy_keeps_its_promise_whatever_the_latencies_and_failures(
+    plan: list[tuple[int, bool]], limit: int, policy: JoinPolicy
+) -> None:
+    router = Recorder()
+    batch = [inv(str(n), delay, fail) for n, (delay, fail) in enumerate(plan)]
+    failing = [n for n, (_, fail) in enumerate(plan) if fail]
+    start = anyio.current_time()
+    try:
+        outputs = await ParallelToolRouter(router, limit=limit, policy=policy)(batch)
+    except Boom as error:
+        assert policy is not JoinPolicy.ISOLATE
+        assert failing
+        if policy is JoinPolicy.JOIN_ALL:
+            assert error is router.errors[str(failing[0])]
+            assert len(router.finished) + len(failing) == len(plan)
+        else:
+            # FAIL_FAST: it is the first failure in time, and the call returned right then
+            assert anyio.current_time() == router.spans[error.args[0]][1]
+            first = min(router.spans[str(n)][1] for n in failing if str(n) in router.spans)
+            assert router.spans[error.args[0]][1] == first
+            started = list(router.started)
+            await anyio.sleep(10)
+            assert router.started == started
+    else:
+        assert policy is JoinPolicy.ISOLATE or not failing
+        assert [o.id for o in outputs] == [i.id for i in batch]
+        assert [o.is_error for o in outputs] == [fail for _, fail in plan]
+        assert router.cancelled == []
+    assert router.in_flight == 0
+    assert router.peak <= limit
+    assert anyio.current_time() - start <= sum(delay for delay, _ in plan) + 10
