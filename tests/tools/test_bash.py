@@ -139,3 +139,25 @@ def test_bad_options_are_refused() -> None:
 def test_the_bash_tool_runs_at_most_four_commands_at_once_by_default() -> None:
     assert bash_tool().concurrency_limit == 4
     assert bash_tool(concurrency_limit=2).concurrency_limit == 2
+
+
+async def test_a_background_child_holding_the_output_open_does_not_hold_up_the_result() -> None:
+    bash = Bash(timeout=30)
+    start = anyio.current_time()
+    result = await bash.run("sleep 60 & echo $!; echo done")
+    assert anyio.current_time() - start < 10
+    assert (result.exit_code, result.timed_out) == (0, False)
+    child, done = result.stdout.split()
+    assert done == "done"
+    await wait_dead(int(child))
+
+
+def test_a_sandbox_root_made_for_the_tool_is_removed_with_it() -> None:
+    import gc
+
+    bash = Bash()
+    root = Path(bash.sandbox_root)
+    assert root.is_dir()
+    del bash
+    gc.collect()
+    assert not root.exists()

@@ -466,27 +466,30 @@ async def test_every_policy_keeps_its_promise_whatever_the_latencies_and_failure
     batch = [inv(str(n), delay, fail) for n, (delay, fail) in enumerate(plan)]
     failing = [n for n, (_, fail) in enumerate(plan) if fail]
     start = anyio.current_time()
+    error: Boom | None = None
+    outputs = []
     try:
         outputs = await ParallelToolRouter(router, limit=limit, policy=policy)(batch)
-    except Boom as error:
-        assert policy is not JoinPolicy.ISOLATE
-        assert failing
-        if policy is JoinPolicy.JOIN_ALL:
-            assert error is router.errors[str(failing[0])]
-            assert len(router.finished) + len(failing) == len(plan)
-        else:
-            # FAIL_FAST: it is the first failure in time, and the call returned right then
-            assert anyio.current_time() == router.spans[error.args[0]][1]
-            first = min(router.spans[str(n)][1] for n in failing if str(n) in router.spans)
-            assert router.spans[error.args[0]][1] == first
-            started = list(router.started)
-            await anyio.sleep(10)
-            assert router.started == started
-    else:
+    except Boom as raised:
+        error = raised
+    if error is None:
         assert policy is JoinPolicy.ISOLATE or not failing
         assert [o.id for o in outputs] == [i.id for i in batch]
         assert [o.is_error for o in outputs] == [fail for _, fail in plan]
         assert router.cancelled == []
+    elif policy is JoinPolicy.JOIN_ALL:
+        assert failing
+        assert error is router.errors[str(failing[0])]
+        assert len(router.finished) + len(failing) == len(plan)
+    else:
+        # FAIL_FAST: it is the first failure in time, and the call returned right then
+        assert policy is JoinPolicy.FAIL_FAST
+        assert anyio.current_time() == router.spans[error.args[0]][1]
+        first = min(router.spans[str(n)][1] for n in failing if str(n) in router.spans)
+        assert router.spans[error.args[0]][1] == first
+        started = list(router.started)
+        await anyio.sleep(10)
+        assert router.started == started
     assert router.in_flight == 0
     assert router.peak <= limit
     assert anyio.current_time() - start <= sum(delay for delay, _ in plan) + 10

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, final
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Bash", "BashResult", "bash_tool"]
 
-_CHUNK = 65536
+_EXIT_GRACE = 0.5  # seconds the output may keep coming after the shell has exited
 
 
 class BashResult(BaseModel, frozen=True):
@@ -122,7 +123,15 @@ class Bash:
         ValueError: ``timeout`` or ``max_output`` is not positive.
     """
 
-    __slots__ = ("env", "keep_workdirs", "max_output", "sandbox_root", "shell", "timeout")
+    __slots__ = (
+        "__weakref__",
+        "env",
+        "keep_workdirs",
+        "max_output",
+        "sandbox_root",
+        "shell",
+        "timeout",
+    )
 
     def __init__(
         self,
@@ -145,6 +154,7 @@ class Bash:
             raise FileNotFoundError(f"shell {shell!r} is not on PATH; pass shell='/bin/sh'")
         if sandbox_root is None:
             root = Path(tempfile.mkdtemp(prefix="towerpy-bash-"))
+            weakref.finalize(self, shutil.rmtree, root, True)  # ours: removed with this object
         else:
             root = Path(sandbox_root).resolve()
             root.mkdir(parents=True, exist_ok=True)
@@ -183,14 +193,20 @@ class Bash:
             env=self.env,
             start_new_session=True,  # its own process group: one signal reaches every child
         )
+        assert process.stdout is not None
+        assert process.stderr is not None
+        streams = ((stdout, process.stdout), (stderr, process.stderr))
         try:
             with anyio.move_on_after(self.timeout) as scope:
                 async with anyio.create_task_group() as tg:
-                    assert process.stdout is not None
-                    assert process.stderr is not None
-                    tg.start_soon(stdout.drain, process.stdout)
-                    tg.start_soon(stderr.drain, process.stderr)
+                    read = anyio.Event()
+                    tg.start_soon(_read_all, streams, read)
                     await process.wait()
+                    # children left in the background may hold the pipes open: give them a
+                    # moment to finish writing, then stop reading (they are killed below)
+                    with anyio.move_on_after(_EXIT_GRACE):
+                        await read.wait()
+                    tg.cancel_scope.cancel()
         finally:
             # also on success: background children left behind die with the call
             await _kill_group(process)
@@ -229,9 +245,19 @@ class Bash:
         return f"Bash(sandbox_root={str(self.sandbox_root)!r}, timeout={self.timeout:g})"
 
 
+async def _read_all(
+    streams: tuple[tuple[_Capture, ByteReceiveStream], ...], done: anyio.Event
+) -> None:
+    async with anyio.create_task_group() as tg:
+        for capture, stream in streams:
+            tg.start_soon(capture.drain, stream)
+    done.set()
+
+
 async def _kill_group(process: Process) -> None:
     with anyio.CancelScope(shield=True):
-        # the leader is not reaped yet, so its pid still names this group and no other
+        # a process group keeps its id while any member lives, so this reaches the children
+        # even when the shell itself has exited
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
