@@ -14,13 +14,15 @@ from ..tools import ToolInvocation, ToolRouter, tool
 from .timeline import Recorded, Row, Timeline, mark_started
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable
+
     from .._service import Service
     from ..llm import AgentResult, ScriptEntry
 
 __all__ = ["MODEL_RATE", "TOOL_LIMITS", "TOOL_TIMEOUT", "AgentPlan", "build", "run_agents"]
 
 MODEL_RATE = (1.0, 2.0)  # model calls per second, burst: one budget shared by every agent
-TOOL_LIMITS = {"search": 2, "run_tests": 1}  # per tool, across every agent
+TOOL_LIMITS: dict[Hashable, int] = {"search": 2, "run_tests": 1}  # per tool, across every agent
 TOOL_TIMEOUT = 2.0  # seconds a fetch may take
 
 
@@ -215,6 +217,19 @@ def _model_row(agent: str) -> Any:
     return make
 
 
+def _tool_name(invocation: ToolInvocation) -> str:
+    return invocation.name
+
+
+def _asked(timeline: Timeline, agent: str) -> Callable[[], float | None]:
+    # a tool call is asked for when its agent's model answered, whenever a limit lets it start
+    return lambda: _last_answer(timeline, agent)
+
+
+def _model_recorder(timeline: Timeline, agent: str) -> Callable[[Service[Any, Any]], Recorded]:
+    return lambda inner: Recorded(inner, timeline, _model_row(agent))
+
+
 def build(timeline: Timeline) -> list[tuple[AgentPlan, Agent]]:
     """Builds the agents: one shared rate limit, per-agent and per-tool limits, a tool timeout."""
     from .. import KeyedConcurrencyLimitLayer, RateLimitLayer, TokenBucket
@@ -223,19 +238,17 @@ def build(timeline: Timeline) -> list[tuple[AgentPlan, Agent]]:
     bucket = TokenBucket(rate, per=1.0, burst=burst)  # one budget for every agent's model calls
     tools: Service[ToolInvocation, Any] = (
         ServiceBuilder()
-        .layer(KeyedConcurrencyLimitLayer(key=lambda call: call.name, limits=TOOL_LIMITS))
+        .layer(KeyedConcurrencyLimitLayer(key=_tool_name, limits=TOOL_LIMITS))
         .service(ToolRouter([search, fetch, read_file, run_tests, add]))
     )
     agents = []
     for plan in PLANS:
         name = plan.name
-        agent_tools = Recorded(
-            tools, timeline, _tool_row(name), asked=lambda name=name: _last_answer(timeline, name)
-        )
+        agent_tools = Recorded(tools, timeline, _tool_row(name), asked=_asked(timeline, name))
         step = (
             ServiceBuilder()
             .layer(ParallelToolsLayer(agent_tools, limit=plan.limit))
-            .layer(layer_fn(lambda inner, name=name: Recorded(inner, timeline, _model_row(name))))
+            .layer(layer_fn(_model_recorder(timeline, name)))
             .layer(RateLimitLayer(limiter=bucket))
             .layer(layer_fn(_MarkStart))
             .service(ScriptedModel(plan.script, latency=_model_latency))
