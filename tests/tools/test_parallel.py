@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import anyio
@@ -493,3 +494,30 @@ async def test_every_policy_keeps_its_promise_whatever_the_latencies_and_failure
     assert router.in_flight == 0
     assert router.peak <= limit
     assert anyio.current_time() - start <= sum(delay for delay, _ in plan) + 10
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    plan=st.lists(st.tuples(st.integers(0, 4), st.booleans()), max_size=12),
+    limit=st.integers(1, 5),
+    policy=st.sampled_from(list(JoinPolicy)),
+    cancel_at=st.integers(0, 6),
+    tool_timeout=st.sampled_from([None, 2.5]),
+)
+async def test_cancelling_a_batch_at_any_moment_leaves_nothing_running(
+    plan: list[tuple[int, bool]],
+    limit: int,
+    policy: JoinPolicy,
+    cancel_at: int,
+    tool_timeout: float | None,
+) -> None:
+    router = Recorder()
+    batch = [inv(str(n), delay, fail) for n, (delay, fail) in enumerate(plan)]
+    parallel = ParallelToolRouter(router, limit=limit, policy=policy, tool_timeout=tool_timeout)
+    with anyio.move_on_after(cancel_at + 0.5), contextlib.suppress(Boom, Elapsed):
+        await parallel(batch)
+    assert router.in_flight == 0  # every invocation still running was cancelled with the call
+    started = list(router.started)
+    await anyio.sleep(20)
+    assert router.started == started
+    assert router.peak <= limit
