@@ -11,9 +11,12 @@ import towerpy
 PUBLIC_MODULES = [
     "towerpy",
     "towerpy.errors",
+    "towerpy.limit",
     "towerpy.llm",
+    "towerpy.load_shed",
     "towerpy.retry",
     "towerpy.testing",
+    "towerpy.timeout",
     "towerpy.tools",
     "towerpy.tools.bash",
     "towerpy.util",
