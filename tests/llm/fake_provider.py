@@ -63,6 +63,7 @@ class _Script:
         self._lock = threading.Lock()
         self._replies: deque[Any] = deque()
         self._requests: list[Recorded] = []
+        self.errors: list[Exception] = []  # what reply functions raised
 
     def queue(self, *replies: Any) -> None:
         with self._lock:
@@ -84,7 +85,13 @@ class _Script:
             reply: Any = self._replies.popleft() if self._replies else None
         if reply is None:
             return Reply(500, openai_error(f"fake provider: no reply queued for {recorded.path}"))
-        result: Reply = reply(recorded) if callable(reply) else reply
+        if not callable(reply):
+            return reply  # type: ignore[no-any-return]
+        try:
+            result: Reply = reply(recorded)
+        except Exception as exc:  # an assertion of the test, run in the server: report it
+            self.errors.append(exc)
+            return Reply(500, openai_error(f"fake provider: the test's reply raised {exc!r}"))
         return result
 
 
@@ -161,6 +168,8 @@ class FakeProvider(_Script):
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+        if self.errors and exc_type is None:
+            raise AssertionError(f"a reply function failed: {self.errors[0]!r}") from self.errors[0]
 
 
 def httpx_module(client_class: type) -> ModuleType:

@@ -174,3 +174,19 @@ async def test_a_conversation_from_another_provider_replays_with_valid_ids(
     assert outcome.done
     sent = fake_provider.requests[0].body["messages"]
     assert sent[1]["content"][0]["id"] == sent[2]["content"][0]["tool_use_id"]
+
+
+async def test_an_assertion_failing_inside_the_fake_server_reaches_the_test(
+    provider: Kit,
+) -> None:
+    def wrong(recorded: Recorded) -> Reply:
+        raise AssertionError("the model was sent the wrong thing")
+
+    fake = FakeProvider().__enter__()
+    fake.queue(wrong)
+    model = provider.model(fake)
+    async with model.client:
+        with pytest.raises(ProviderUnavailable, match="the model was sent the wrong thing"):
+            await model(ChatRequest(messages=[Message.user("hi")]))
+    with pytest.raises(AssertionError, match="a reply function failed"):
+        fake.__exit__(None, None, None)  # stopping the fake reports it too
