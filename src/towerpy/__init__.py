@@ -2,6 +2,7 @@
 
 from ._builder import ServiceBuilder
 from ._service import Identity, Layer, LayerFn, Middleware, Service, ServiceFn, layer_fn, service_fn
+from .buffer import Buffer, BufferLayer
 from .errors import (
     Elapsed,
     InvalidToolArguments,
@@ -16,6 +17,15 @@ from .errors import (
     ToolNotFound,
     TowerError,
 )
+from .retry import (
+    Backoff,
+    ConstantBackoff,
+    ExponentialBackoff,
+    Retry,
+    RetryBudget,
+    RetryLayer,
+    RetryPolicy,
+)
 from .util import (
     MapErr,
     MapErrLayer,
@@ -29,7 +39,12 @@ from .util import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Backoff",
+    "Buffer",
+    "BufferLayer",
+    "ConstantBackoff",
     "Elapsed",
+    "ExponentialBackoff",
     "Identity",
     "InvalidToolArguments",
     "Layer",
@@ -47,6 +62,10 @@ __all__ = [
     "ProviderUnavailable",
     "RateLimited",
     "RequestTooLarge",
+    "Retry",
+    "RetryBudget",
+    "RetryLayer",
+    "RetryPolicy",
     "Service",
     "ServiceBuilder",
     "ServiceClosed",

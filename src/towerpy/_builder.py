@@ -6,12 +6,15 @@ import inspect
 from typing import TYPE_CHECKING, Any, final
 
 from ._service import Service, callable_name
+from .buffer import BufferLayer
+from .retry.layer import RetryLayer
 from .util import MapErrLayer, MapRequestLayer, MapResponseLayer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._service import Layer
+    from .retry.policy import Policy
 
 __all__ = ["ServiceBuilder"]
 
@@ -80,6 +83,14 @@ class ServiceBuilder:
     def map_err(self, fn: Callable[[Exception], Exception]) -> ServiceBuilder:
         """Adds a `MapErr`: ``fn`` (a plain function) replaces each exception."""
         return self._with(MapErrLayer(fn))
+
+    def buffer(self, bound: int) -> ServiceBuilder:
+        """Adds a `Buffer`: a queue of at most ``bound`` requests in front of a worker task."""
+        return self._with(BufferLayer(bound))
+
+    def retry(self, policy: Policy[Any]) -> ServiceBuilder:
+        """Adds a `Retry`: failed calls are tried again as ``policy`` (a `RetryPolicy`) says."""
+        return self._with(RetryLayer(policy))
 
     def service(self, inner: Service[Any, Any]) -> Service[Any, Any]:
         """Wraps ``inner`` in every layer, the first added outermost.

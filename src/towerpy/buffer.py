@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, Self, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, final
 
 import anyio
 import anyio.lowlevel
@@ -85,12 +85,9 @@ class _Run:
             )
         return ServiceClosed(f"buffer closed: {detail}")
 
-    def raise_closed(self, detail: str) -> NoReturn:
-        raise self.closed_error(detail) from self.cause
-
     async def acquire_slot(self) -> _Run:
         if self.closed:
-            self.raise_closed("its `async with` block has ended")
+            raise self.closed_error("its `async with` block has ended") from self.cause
         if self.available > 0 and not self.slot_waiters:
             self.available -= 1
             return self
@@ -105,7 +102,7 @@ class _Run:
                 self.release_slot()
             raise
         if self.closed:
-            self.raise_closed("its `async with` block has ended")
+            raise self.closed_error("its `async with` block has ended") from self.cause
         return self
 
     def try_acquire_slot(self) -> bool:
@@ -179,7 +176,7 @@ class Buffer(Middleware[ReqT, RespT]):
         if run is None:
             raise ServiceClosed(_NOT_RUNNING)
         if run.closed:
-            run.raise_closed("its `async with` block has ended")
+            raise run.closed_error("its `async with` block has ended") from run.cause
         return run
 
     @override
@@ -214,7 +211,7 @@ class Buffer(Middleware[ReqT, RespT]):
         if reservation is None or reservation.token is not run:
             await run.acquire_slot()
         elif run.closed:
-            run.raise_closed("its `async with` block has ended")
+            raise run.closed_error("its `async with` block has ended") from run.cause
         message: _Request[ReqT, RespT] = _Request(request)
         run.queue.append(message)
         wakeup = run.wakeup
@@ -246,7 +243,8 @@ class Buffer(Middleware[ReqT, RespT]):
             raise ServiceClosed(
                 "buffer closed: its `async with` block was cancelled while the request ran"
             )
-        run.raise_closed("its `async with` block ended before the request was sent on")
+        detail = "its `async with` block ended before the request was sent on"
+        raise run.closed_error(detail) from run.cause
 
     __call__ = call  # ready() only reserves a slot, which call() takes itself when it has none
 
@@ -281,7 +279,9 @@ class Buffer(Middleware[ReqT, RespT]):
         except Exception as exc:  # the inner service cannot become ready: the buffer is done
             run.close(exc)
 
-    async def _run_call(self, message: _Request[ReqT, RespT], handoff: _reserve.Handoff | None) -> None:
+    async def _run_call(
+        self, message: _Request[ReqT, RespT], handoff: _reserve.Handoff | None
+    ) -> None:
         """A call task: makes the inner call on the worker's reservation, records its outcome."""
         try:
             if message.abandoned:  # its caller left before this task ran: the handoff is dropped

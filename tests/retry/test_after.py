@@ -11,9 +11,7 @@ NOW = 1_800_000_000.0
 
 
 def http_date(seconds_from_now: float) -> str:
-    return format_datetime(
-        datetime.fromtimestamp(NOW + seconds_from_now, tz=UTC), usegmt=True
-    )
+    return format_datetime(datetime.fromtimestamp(NOW + seconds_from_now, tz=UTC), usegmt=True)
 
 
 @pytest.mark.parametrize(

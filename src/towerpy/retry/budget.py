@@ -38,10 +38,10 @@ class RetryBudget:
     retry storm. It is tower's ``TpsBudget``, except that ratios are honoured exactly (0.3 allows
     3 retries per 10 requests, where tower rounds its internal cost and allows 1 per 3).
 
-    The window moves in steps of ``ttl / 10``: a request or retry counts until between 0.9 and 1
-    times ``ttl`` after it happened. Time is the event loop's clock (virtual in tests); use one
-    budget per event loop. Share one budget between several `RetryPolicy` objects to give them
-    one common allowance.
+    The window moves in steps of ``ttl / 10``, counted from the budget's first use: a request
+    or retry counts until between 0.9 and 1 times ``ttl`` after it happened. Time is the event
+    loop's clock (virtual in tests); use one budget per event loop. Share one budget between
+    several `RetryPolicy` objects to give them one common allowance.
 
     Args:
         ttl: How long a request or retry counts, in seconds.
@@ -56,6 +56,7 @@ class RetryBudget:
     __slots__ = (
         "_current_deposits",
         "_deposits",
+        "_floor",
         "_index",
         "_min_per_second",
         "_origin",
@@ -68,7 +69,6 @@ class RetryBudget:
         "_ttl",
         "_width",
         "_withdrawals",
-        "_floor",
     )
 
     def __init__(

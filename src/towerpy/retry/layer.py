@@ -127,8 +127,7 @@ class Retry(Middleware[ReqT, RespT]):
             ) from error
         if not (0 <= delay < math.inf):
             raise ValueError(
-                f"{self._policy!r}.retry() must return seconds >= 0 (finite) or None, "
-                f"got {delay!r}"
+                f"{self._policy!r}.retry() must return seconds >= 0 (finite) or None, got {delay!r}"
             ) from error
         return delay
 

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from .._service import callable_name, is_async_callable
 from .backoff import Backoff, ExponentialBackoff
-from .budget import RetryBudget
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .budget import RetryBudget
+
 __all__ = ["Policy", "RetryPolicy"]
 
 ReqT = TypeVar("ReqT")
+
+RetryOn: TypeAlias = (
+    "tuple[type[BaseException], ...] | type[BaseException] | Callable[[BaseException], bool]"
+)
 
 
 @runtime_checkable
@@ -40,7 +45,7 @@ class Policy(Protocol[ReqT]):
 
 
 def _retry_on_predicate(
-    retry_on: tuple[type[BaseException], ...] | Callable[[BaseException], bool],
+    retry_on: RetryOn,
 ) -> tuple[tuple[type[BaseException], ...], Callable[[BaseException], bool] | None]:
     if isinstance(retry_on, type):
         if issubclass(retry_on, BaseException):  # a lone class: surely meant as a 1-tuple
@@ -49,9 +54,7 @@ def _retry_on_predicate(
     if isinstance(retry_on, tuple):
         for entry in retry_on:
             if not (isinstance(entry, type) and issubclass(entry, BaseException)):
-                raise TypeError(
-                    f"retry_on needs a tuple of exception classes, got {entry!r} in it"
-                )
+                raise TypeError(f"retry_on needs a tuple of exception classes, got {entry!r} in it")
         return retry_on, None
     if not callable(retry_on):
         raise TypeError(
@@ -73,9 +76,9 @@ class RetryPolicy:
         max_attempts: Tries in all, the first included (1: never retry).
         backoff: How long to wait after each failed try; by default
             ``ExponentialBackoff()`` (0.1 s, doubling, up to 30 s, with full jitter).
-        retry_on: The exception classes to retry, or a function that tells from the exception
-            whether to retry it. Only `Exception` instances reach it: cancellation and other
-            `BaseException` are never retried.
+        retry_on: The exception classes to retry (a tuple, or one class), or a function that
+            tells from the exception whether to retry it. Only `Exception` instances reach it:
+            cancellation and other `BaseException` are never retried.
         budget: A `RetryBudget` (shareable between policies) that every retry must withdraw
             from; None for no budget.
         respect_retry_after: Wait at least as long as the error's ``retry_after`` attribute
@@ -101,7 +104,7 @@ class RetryPolicy:
         max_attempts: int = 3,
         *,
         backoff: Backoff | None = None,
-        retry_on: tuple[type[BaseException], ...] | Callable[[BaseException], bool] = (Exception,),
+        retry_on: RetryOn = (Exception,),
         budget: RetryBudget | None = None,
         respect_retry_after: bool = True,
     ) -> None:
@@ -118,7 +121,8 @@ class RetryPolicy:
                 f"got {type(backoff).__name__}"
             )
         if budget is not None and not (
-            callable(getattr(budget, "deposit", None)) and callable(getattr(budget, "withdraw", None))
+            callable(getattr(budget, "deposit", None))
+            and callable(getattr(budget, "withdraw", None))
         ):
             raise TypeError(f"budget needs to be a RetryBudget, got {type(budget).__name__}")
         self._max_attempts = max_attempts
