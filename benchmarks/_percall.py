@@ -46,8 +46,7 @@ def environment(*packages: str) -> str:
     """One line naming the interpreter, the machine and the versions measured."""
     versions = ", ".join(f"{name} {version(name)}" for name in ("anyio", *packages))
     return (
-        f"Python {sys.version.split()[0]} on {platform.machine()} {platform.system()}; "
-        f"{versions}"
+        f"Python {sys.version.split()[0]} on {platform.machine()} {platform.system()}; {versions}"
     )
 
 

@@ -5,6 +5,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from towerpy import RetryLayer, RetryPolicy, ServiceBuilder, service_fn
 from towerpy.retry import ConstantBackoff, ExponentialBackoff, Retry, RetryBudget
@@ -319,3 +321,101 @@ async def test_builder_retry_is_the_retry_layer() -> None:
     assert svc.policy is policy
     assert await svc("x") == "x"
     assert len(body.attempts) == 2
+
+
+# --- random failures, latencies and cancellations -------------------------------------------
+
+attempt_plan = st.tuples(
+    st.integers(0, 3),  # how long the try takes
+    st.sampled_from(["ok", "retryable", "fatal"]),
+)
+
+
+@settings(deadline=None, max_examples=100)
+@given(
+    limit=st.integers(1, 2),
+    max_attempts=st.integers(1, 4),
+    delay=st.integers(0, 2),
+    callers=st.lists(
+        st.tuples(
+            st.none() | st.integers(0, 8),  # the caller gives up after this long, or never
+            st.lists(attempt_plan, min_size=1, max_size=4),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+)
+async def test_random_failures_and_cancellations_follow_the_policy_and_leak_nothing(
+    limit: int,
+    max_attempts: int,
+    delay: int,
+    callers: list[tuple[int | None, list[tuple[int, str]]]],
+) -> None:
+    tries: dict[int, int] = {}
+
+    class Fatal(Exception):
+        pass
+
+    async def work(request: int) -> int:
+        attempt = tries[request] = tries.get(request, 0) + 1
+        plan = callers[request][1]
+        duration, kind = plan[min(attempt, len(plan)) - 1]
+        assert inner.in_use <= limit
+        await anyio.sleep(duration)
+        if kind == "retryable":
+            raise ConnectionError(request)
+        if kind == "fatal":
+            raise Fatal(request)
+        return request
+
+    inner = ReferenceLimit(service_fn(work), limit)
+    seen: list[BaseException] = []
+
+    class SeeingPolicy(RetryPolicy):
+        def retry(self, request: Any, error: BaseException, attempt: int) -> float | None:
+            seen.append(error)
+            return super().retry(request, error, attempt)
+
+    policy = SeeingPolicy(
+        max_attempts=max_attempts, retry_on=(ConnectionError,), backoff=ConstantBackoff(delay)
+    )
+    svc = RetryLayer(policy).layer(inner)
+    outcomes: dict[int, str] = {}
+
+    async def caller(n: int, patience: int | None) -> None:
+        with anyio.CancelScope() as scope:
+            if patience is not None:
+                scope.deadline = anyio.current_time() + patience
+            try:
+                assert await svc(n) == n
+                outcomes[n] = "ok"
+            except ConnectionError:
+                outcomes[n] = "gave up"
+            except Fatal:
+                outcomes[n] = "fatal"
+        if scope.cancelled_caught:
+            outcomes[n] = "left"
+
+    async with anyio.create_task_group() as tg:
+        for n, (patience, _) in enumerate(callers):
+            tg.start_soon(caller, n, patience)
+
+    assert inner.in_use == 0
+    for error in seen:
+        assert isinstance(error, Exception)  # never a cancellation
+    for n, outcome in outcomes.items():
+        made = tries.get(n, 0)
+        assert made <= max_attempts
+        plan = callers[n][1]
+        kinds = [plan[min(a, len(plan)) - 1][1] for a in range(1, made + 1)]
+        if outcome == "ok":
+            assert kinds[-1] == "ok"
+            assert all(kind == "retryable" for kind in kinds[:-1])
+        elif outcome == "fatal":
+            assert kinds[-1] == "fatal"  # not retried
+        elif outcome == "gave up":
+            assert made == max_attempts
+            assert set(kinds) == {"retryable"}
+        else:
+            assert callers[n][0] is not None
+    assert outcomes.keys() == set(range(len(callers)))
