@@ -360,6 +360,35 @@ async def test_leaving_the_block_fails_queued_requests_and_lets_running_calls_fi
     assert len(anyio.get_running_tasks()) == tasks_before  # no task survives the block
 
 
+async def test_leaving_the_block_fails_callers_waiting_for_a_place_in_the_queue() -> None:
+    inner, handle = mock_service()
+    handle.allow(0)
+    buffer = BufferLayer(1).layer(inner)
+    outcomes = Outcomes(buffer)
+    stop = anyio.Event()
+
+    async def owner(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        async with buffer:
+            task_status.started()
+            await stop.wait()
+
+    async def waits_in_ready() -> None:
+        try:
+            await buffer.ready()
+        except ServiceClosed as exc:
+            outcomes.errors["ready"] = exc
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(owner)
+        await outcomes.start(tg, "queued", "waiting")
+        tg.start_soon(waits_in_ready)
+        await wait_all_tasks_blocked()
+        stop.set()
+    assert outcomes.errors.keys() == {"queued", "waiting", "ready"}
+    assert all(isinstance(exc, ServiceClosed) for exc in outcomes.errors.values())
+    assert handle.pending == 0
+
+
 async def test_cancelling_the_exit_cancels_running_calls_and_their_callers_get_closed() -> None:
     inner, handle = mock_service()
     buffer = BufferLayer(2).layer(inner)

@@ -254,6 +254,7 @@ class Buffer(Middleware[ReqT, RespT]):
         queue = run.queue
         task_group = run.task_group
         in_trio = _in_trio()
+        call_task_name = f"towerpy buffer call to {inner!r}"  # named once, not per call
         try:
             with run.worker_scope:
                 while True:
@@ -271,7 +272,9 @@ class Buffer(Middleware[ReqT, RespT]):
                     message = queue.popleft()
                     message.status = _RUNNING
                     run.release_slot()
-                    task_group.start_soon(self._run_call, message, _reserve.detach())
+                    task_group.start_soon(
+                        self._run_call, message, _reserve.detach(), name=call_task_name
+                    )
                     if in_trio and queue:
                         # trio runs the tasks started in one batch in either order; yield so
                         # this call starts before the next one and requests stay in order
