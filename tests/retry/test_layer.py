@@ -280,6 +280,17 @@ async def test_a_policy_returning_something_else_than_seconds_is_reported() -> N
         await retrying(Flaky(1), Broken())("x")
 
 
+async def test_an_error_in_the_policy_shows_the_failure_it_was_deciding_on() -> None:
+    def predicate(exc: BaseException) -> bool:
+        raise RuntimeError("bug in the predicate")
+
+    body = Flaky(1)
+    with pytest.raises(RuntimeError, match="bug in the predicate") as info:
+        await retrying(body, RetryPolicy(retry_on=predicate))("x")
+    assert isinstance(info.value.__context__, ValueError)
+    assert len(body.attempts) == 1
+
+
 async def test_a_custom_policy_needs_only_the_two_methods() -> None:
     class EveryOther:
         def retry(self, request: Any, error: BaseException, attempt: int) -> float | None:

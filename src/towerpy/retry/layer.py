@@ -105,7 +105,12 @@ class Retry(Middleware[ReqT, RespT]):
                 # the caller is being cancelled and the error is most likely its echo: make no
                 # decision, let the cancellation through
                 await anyio.lowlevel.checkpoint()
-            delay = policy.retry(request, error, attempt)
+            try:
+                delay = policy.retry(request, error, attempt)
+            except Exception as policy_error:
+                # show the failure being decided on in the policy's own traceback
+                policy_error.__context__ = policy_error.__context__ or error
+                raise
             if delay is None:
                 error.add_note(f"towerpy: RetryLayer gave up after {_attempts(attempt)}")
                 raise error
