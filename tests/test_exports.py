@@ -12,9 +12,12 @@ PUBLIC_MODULES = [
     "towerpy",
     "towerpy.buffer",
     "towerpy.errors",
+    "towerpy.limit",
     "towerpy.llm",
+    "towerpy.load_shed",
     "towerpy.retry",
     "towerpy.testing",
+    "towerpy.timeout",
     "towerpy.tools",
     "towerpy.util",
 ]

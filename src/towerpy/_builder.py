@@ -7,7 +7,11 @@ from typing import TYPE_CHECKING, Any, final
 
 from ._service import Service, callable_name
 from .buffer import BufferLayer
+from .limit.concurrency import ConcurrencyLimitLayer
+from .limit.rate import RateLimitLayer
+from .load_shed import LoadShedLayer
 from .retry.layer import RetryLayer
+from .timeout import TimeoutLayer
 from .util import MapErrLayer, MapRequestLayer, MapResponseLayer
 
 if TYPE_CHECKING:
@@ -83,6 +87,45 @@ class ServiceBuilder:
     def map_err(self, fn: Callable[[Exception], Exception]) -> ServiceBuilder:
         """Adds a `MapErr`: ``fn`` (a plain function) replaces each exception."""
         return self._with(MapErrLayer(fn))
+
+    def concurrency_limit(self, max_in_flight: int) -> ServiceBuilder:
+        """Adds a `ConcurrencyLimit`: at most ``max_in_flight`` requests in flight.
+
+        Raises:
+            ValueError: ``max_in_flight`` is below 1 (raised here, not when the stack is built).
+        """
+        return self._with(ConcurrencyLimitLayer(max_in_flight))
+
+    def rate_limit(
+        self,
+        rate: float,
+        per: float = 1.0,
+        *,
+        burst: float | None = None,
+        cost: Callable[[Any], float] | None = None,
+        actual_cost: Callable[[Any, Any], float] | None = None,
+    ) -> ServiceBuilder:
+        """Adds a `RateLimit`: a token bucket of ``rate`` tokens per ``per`` seconds.
+
+        Raises:
+            ValueError: ``rate``, ``per`` or ``burst`` is not a finite number above 0 (raised
+                here, not when the stack is built).
+        """
+        return self._with(
+            RateLimitLayer(rate, per, burst=burst, cost=cost, actual_cost=actual_cost)
+        )
+
+    def timeout(self, seconds: float) -> ServiceBuilder:
+        """Adds a `Timeout`: a call taking longer than ``seconds`` raises `Elapsed`.
+
+        Raises:
+            ValueError: ``seconds`` is negative or NaN (raised here).
+        """
+        return self._with(TimeoutLayer(seconds))
+
+    def load_shed(self) -> ServiceBuilder:
+        """Adds a `LoadShed`: `Overloaded` at once when the layers below are not ready."""
+        return self._with(LoadShedLayer())
 
     def buffer(self, bound: int) -> ServiceBuilder:
         """Adds a `Buffer`: a queue of at most ``bound`` requests in front of a worker task."""

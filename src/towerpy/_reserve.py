@@ -117,15 +117,12 @@ def _own_holder() -> _Holder | None:
 
 def held(key: object) -> Reservation[Any] | None:
     """Returns the current task's unused reservation on ``key``, or None."""
-    if _holder.get() is None:
+    holder = _holder.get()
+    # the owner check costs a task lookup: only make it when there is something to find
+    if holder is None or key not in holder.reservations or holder.task() is not current_task():
         return None
-    holder = _own_holder()
-    if holder is None:
-        return None
-    reservation = holder.reservations.get(key)
-    if reservation is None or reservation.state != _HELD:
-        return None
-    return reservation
+    reservation = holder.reservations[key]
+    return reservation if reservation.state == _HELD else None
 
 
 def take(key: object) -> Reservation[Any] | None:
@@ -135,13 +132,13 @@ def take(key: object) -> Reservation[Any] | None:
         The reservation (its capacity belongs to the caller now, who must give it back), or
         None when the task holds none and must acquire capacity itself.
     """
-    if _holder.get() is None:  # the hot path: this task never reserved anything
+    holder = _holder.get()
+    if holder is None:  # the hot path: this task never reserved anything
         return None
-    holder = _own_holder()
-    if holder is None:
-        return None
-    reservation = holder.reservations.pop(key, None)
-    if reservation is None or reservation.state != _HELD:
+    if key not in holder.reservations or holder.task() is not current_task():
+        return None  # nothing on this key, or the holder is the task's parent's
+    reservation = holder.reservations.pop(key)
+    if reservation.state != _HELD:
         return None
     reservation.state = _TAKEN
     return reservation
@@ -220,15 +217,18 @@ async def reserve(
     acquire: Callable[[], Awaitable[TokenT]],
     release: Callable[[TokenT], object],
     inner: Service[Any, Any],
+    acquire_nowait: Callable[[], TokenT | None] | None = None,
 ) -> None:
     """Implements ``ready()`` for a layer with capacity of its own, wrapping ``inner``.
 
     Reserves the layer's capacity (unless the task already holds it), then waits for ``inner``
     to be ready. If that fails or is cancelled, the layer's reservation is given back too, so a
-    task cancelled anywhere in ``ready()`` holds nothing afterwards.
+    task cancelled anywhere in ``ready()`` holds nothing afterwards. ``acquire_nowait``, when
+    given, is tried first: a synchronous fast path returning None when ``acquire`` must run.
     """
     if held(key) is None:
-        hold(key, await acquire(), release)
+        token = None if acquire_nowait is None else acquire_nowait()
+        hold(key, await acquire() if token is None else token, release)
     try:
         await inner.ready()
     except BaseException:
@@ -241,12 +241,18 @@ async def try_reserve(
     try_acquire: Callable[[], Awaitable[TokenT | None]],
     release: Callable[[TokenT], object],
     inner: Service[Any, Any],
+    acquire_nowait: Callable[[], TokenT | None] | None = None,
 ) -> bool:
-    """Implements ``try_ready()`` like `reserve`, with ``try_acquire`` returning None when full."""
+    """Implements ``try_ready()`` like `reserve`, with ``try_acquire`` returning None when full.
+
+    ``acquire_nowait``, when given, is tried first, as in `reserve`.
+    """
     if held(key) is None:
-        token = await try_acquire()
+        token = None if acquire_nowait is None else acquire_nowait()
         if token is None:
-            return False
+            token = await try_acquire()
+            if token is None:
+                return False
         hold(key, token, release)
     try:
         ready = await inner.try_ready()

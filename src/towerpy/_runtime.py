@@ -8,9 +8,11 @@ tens of nanoseconds. The answer is always the one anyio would give: the asyncio 
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 from asyncio import _get_running_loop
-from asyncio import current_task as _asyncio_current_task
+from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -24,7 +26,14 @@ try:
 except ImportError:  # pragma: no cover - trio needs sniffio: without it, asyncio is the only choice
     _sniffio_local = None
 
-__all__ = ["current_task", "current_time", "threadsafe_scheduler"]
+if sys.version_info >= (3, 12):
+    from asyncio import current_task as _task_running_in
+else:  # 3.11's asyncio.current_task() is Python around this C dictionary: skip the wrapper
+    from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
+
+    _task_running_in = _current_tasks.get
+
+__all__ = ["current_task", "current_time", "running_loop", "threadsafe_scheduler"]
 
 
 def _in_trio() -> bool:
@@ -32,20 +41,54 @@ def _in_trio() -> bool:
     return _sniffio_local is not None and _sniffio_local.name == "trio"
 
 
+# The running loop and its clock, cached: on 3.11, asyncio's _get_running_loop() makes a getpid()
+# system call each time (100-200 ns in a VM, much of a rate limit's budget). A loop run by
+# asyncio's base class records the thread running it, so the last loop seen is this thread's
+# running loop when that thread is this one: only one loop runs in a thread at a time.
+_last_loop: Any = None
+_last_clock: Callable[[], float] = time.monotonic
+
+
+def running_loop() -> Any:
+    """Returns the running asyncio loop of this thread, or None."""
+    loop = _last_loop
+    if loop is not None and loop._thread_id == _get_ident():
+        return loop
+    return _remember_running_loop()
+
+
+def _remember_running_loop() -> Any:
+    global _last_loop, _last_clock
+    loop = _get_running_loop()
+    if loop is not None and isinstance(loop, asyncio.BaseEventLoop):
+        _last_loop = loop
+        # the base class's time() is time.monotonic(): call it without the method in between
+        base_clock = type(loop).time is asyncio.BaseEventLoop.time
+        _last_clock = time.monotonic if base_clock else loop.time
+    return loop
+
+
 def current_time() -> float:
     """Returns what `anyio.current_time()` returns, without its per-call backend lookup."""
-    if not _in_trio():
-        loop = _get_running_loop()
-        if loop is not None:
-            return loop.time()
+    if _sniffio_local is not None and _sniffio_local.name == "trio":
+        return sys.modules["trio"].current_time()  # type: ignore[no-any-return]
+    loop = _last_loop
+    if loop is not None and loop._thread_id == _get_ident():
+        return _last_clock()
+    loop = _remember_running_loop()
+    if loop is not None:
+        return loop.time()  # type: ignore[no-any-return]
     return anyio.current_time()
 
 
 def current_task() -> object:
     """Returns the native task object (asyncio's or trio's) running this code."""
-    if _in_trio():
+    if _sniffio_local is not None and _sniffio_local.name == "trio":
         return sys.modules["trio"].lowlevel.current_task()
-    task = _asyncio_current_task()
+    loop = _last_loop
+    if loop is None or loop._thread_id != _get_ident():
+        loop = _remember_running_loop()
+    task = _task_running_in(loop)
     if task is None:  # pragma: no cover - only reachable outside an event loop
         raise RuntimeError("towerpy services must be used inside a running event loop")
     return task

@@ -1,0 +1,93 @@
+"""Argument checks shared by the layers: each names the argument and says how to fix it."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+from ._service import callable_name, is_async_callable
+
+__all__ = [
+    "check_cost",
+    "check_plain_function",
+    "check_positive_int",
+    "check_positive_number",
+    "check_seconds",
+]
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Returns ``value`` if it is an int of at least 1.
+
+    Raises:
+        TypeError: ``value`` is not an int (bools are refused too).
+        ValueError: ``value`` is below 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _real(name: str, value: object, expected: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError(f"{name} must be {expected}, got NaN")
+    return number
+
+
+def check_positive_number(name: str, value: object) -> float:
+    """Returns ``value`` as a float if it is a finite number above 0.
+
+    Raises:
+        TypeError: ``value`` is not a real number.
+        ValueError: ``value`` is NaN, infinite, zero or negative.
+    """
+    number = _real(name, value, "a finite number > 0")
+    if not 0 < number < math.inf:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return number
+
+
+def check_cost(name: str, value: object) -> float:
+    """Returns a cost in tokens: a finite number >= 0.
+
+    Raises:
+        TypeError: ``value`` is not a real number.
+        ValueError: ``value`` is NaN, infinite or negative.
+    """
+    number = _real(name, value, "a finite number of tokens >= 0")
+    if not 0 <= number < math.inf:
+        raise ValueError(f"{name} must be a finite number of tokens >= 0, got {value!r}")
+    return number
+
+
+def check_seconds(name: str, value: object) -> float:
+    """Returns a duration in seconds: a number >= 0 (``math.inf`` means no limit).
+
+    Raises:
+        TypeError: ``value`` is not a real number.
+        ValueError: ``value`` is NaN or negative.
+    """
+    number = _real(name, value, "a number of seconds >= 0")
+    if number < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return number
+
+
+def check_plain_function(name: str, fn: object) -> None:
+    """Checks that ``fn`` is a plain (synchronous) callable.
+
+    Raises:
+        TypeError: ``fn`` is not callable, or is an async function.
+    """
+    if not callable(fn):
+        raise TypeError(f"{name} must be a function, got {type(fn).__name__} {fn!r}")
+    if is_async_callable(fn):
+        raise TypeError(
+            f"{name} must be a plain (synchronous) function, got the async function "
+            f"{callable_name(fn)!r}"
+        )

@@ -1,0 +1,283 @@
+"""RateLimit: a token bucket in front of a service, with per-request costs settled afterwards."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import TYPE_CHECKING, Any, TypeVar, final
+
+from typing_extensions import override
+
+from .. import _reserve
+from .._service import Middleware, Service, callable_name
+from .._validate import check_plain_function, check_positive_number
+from .bucket import RateStatistics, TokenBucket
+from .protocols import RateBackend
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["RateLimit", "RateLimitLayer"]
+
+ReqT = TypeVar("ReqT")
+RespT = TypeVar("RespT")
+
+_ONE = 1.0  # the cost of a request when no cost function is given
+
+
+def _bucket_from(
+    who: str,
+    rate: float | None,
+    per: float,
+    burst: float | None,
+    cost: object,
+    actual_cost: object,
+    limiter: RateBackend | None,
+) -> RateBackend | None:
+    """Checks every argument; returns the shared bucket, or None when ``rate`` is given."""
+    if cost is not None:
+        check_plain_function("cost", cost)
+    if actual_cost is not None:
+        check_plain_function("actual_cost", actual_cost)
+    if limiter is None:
+        if rate is None:
+            raise ValueError(
+                f"{who} needs rate (a bucket for this service alone) or limiter= (a TokenBucket "
+                f"shared between services)"
+            )
+        # the bucket checks rate, per and burst; this one is built only to check them here
+        bucket_burst = TokenBucket(rate, per, burst).burst
+    else:
+        if rate is not None:
+            raise ValueError(
+                f"{who} takes rate or limiter=, not both; the TokenBucket already has its rate"
+            )
+        if per != 1.0 or burst is not None:
+            raise ValueError(
+                f"{who}: per and burst belong to the shared bucket when limiter= is given; pass "
+                f"them to TokenBucket(rate, per=..., burst=...)"
+            )
+        if not isinstance(limiter, RateBackend):
+            raise TypeError(
+                f"limiter must be a TokenBucket (or another RateBackend), got "
+                f"{type(limiter).__name__}"
+            )
+        bucket_burst = limiter.burst
+    if cost is None and bucket_burst < _ONE:
+        raise ValueError(
+            f"burst is {bucket_burst:g}, below the cost of one request (1 token): no request "
+            f"could ever pass; give burst >= 1, or a longer period (rate=1, per=2 instead of "
+            f"rate=0.5)"
+        )
+    return limiter
+
+
+def _cost(value: object, fn: Callable[..., object], which: str) -> float:
+    """Returns a cost read from a user's function, or says what is wrong with it."""
+    if (type(value) is float or type(value) is int) and 0 <= value < math.inf:
+        return value
+    if isinstance(value, Real):  # bools are ints: they passed above, or fail below
+        number = float(value)
+        if 0 <= number < math.inf:
+            return number
+        raise ValueError(
+            f"the {which} function {callable_name(fn)!r} returned {value!r}; a cost must be a "
+            f"finite number of tokens >= 0"
+        )
+    raise TypeError(
+        f"the {which} function {callable_name(fn)!r} returned {type(value).__name__} "
+        f"{value!r}; a cost must be a finite number of tokens >= 0"
+    )
+
+
+@final
+class RateLimit(Middleware[ReqT, RespT]):
+    """Admits requests to the inner service at the pace of a token bucket.
+
+    Each request takes ``cost(request)`` tokens (1 without a cost function) from a
+    `TokenBucket`; in any window of ``t`` seconds the admitted cost is at most
+    ``burst + rate * t / per``. Waiters are admitted first-come first-served, the moment their
+    tokens are there.
+
+    - ``ready()`` without a cost function waits for one token, reserves it for the calling
+      task's next ``call()``, then waits for the inner service. With a cost function it cannot
+      know the cost of the next request, so it reserves nothing and only waits for the inner
+      service; ``call()`` then waits for the tokens.
+    - ``call()`` uses the task's reservation or waits for its tokens itself, then calls the inner
+      service. Tokens are spent once a request is admitted: a call that fails or is cancelled
+      afterwards does not get them back. With ``actual_cost``, the real cost is read from the
+      response and the difference from the estimate is charged (the bucket may go into debt,
+      which delays the next admissions) or refunded (which may admit the next waiter sooner).
+    - An unused reservation is refunded; a task cancelled while waiting takes nothing.
+
+    Args:
+        inner: The service to protect.
+        rate: Tokens per ``per`` seconds, for a bucket of this service alone.
+        per: The period of ``rate`` in seconds.
+        burst: The bucket size; defaults to ``rate``.
+        cost: Estimates a request's cost in tokens (e.g. the prompt's token count).
+        actual_cost: Reads the real cost from the request and its response (e.g. the usage a
+            provider reports), to settle the estimate.
+        limiter: A `TokenBucket` shared with other services, instead of ``rate``.
+
+    Raises:
+        ValueError: Neither or both of ``rate`` and ``limiter`` are given; ``rate``, ``per`` or
+            ``burst`` is not a finite number above 0; ``burst`` is below 1 without a cost
+            function. At the call: ``cost`` or ``actual_cost`` returned a negative or non-finite
+            number.
+        RequestTooLarge: At the call, a request costs more than ``burst``.
+    """
+
+    __slots__ = ("_actual_cost", "_bucket", "_cost")
+
+    def __init__(
+        self,
+        inner: Service[ReqT, RespT],
+        rate: float | None = None,
+        per: float = 1.0,
+        *,
+        burst: float | None = None,
+        cost: Callable[[ReqT], float] | None = None,
+        actual_cost: Callable[[ReqT, RespT], float] | None = None,
+        limiter: RateBackend | None = None,
+    ) -> None:
+        shared = _bucket_from("RateLimit", rate, per, burst, cost, actual_cost, limiter)
+        super().__init__(inner)
+        self._bucket: RateBackend = (
+            shared if shared is not None else TokenBucket(rate, per, burst)  # type: ignore[arg-type]
+        )
+        self._cost = cost
+        self._actual_cost = actual_cost
+
+    @property
+    def limiter(self) -> RateBackend:
+        """The bucket this service takes its tokens from."""
+        return self._bucket
+
+    async def _acquire_one(self) -> float:
+        bucket = self._bucket
+        if not bucket.acquire_nowait(_ONE):
+            await bucket.acquire(_ONE)
+        return _ONE
+
+    async def _try_acquire_one(self) -> float | None:
+        return _ONE if await self._bucket.try_acquire(_ONE) else None
+
+    def _acquire_one_nowait(self) -> float | None:
+        return _ONE if self._bucket.acquire_nowait(_ONE) else None
+
+    @override
+    async def ready(self) -> None:
+        if self._cost is not None:
+            await self.inner.ready()  # the next request's cost is unknown: nothing to reserve
+            return
+        await _reserve.reserve(
+            self, self._acquire_one, self._bucket.refund, self.inner, self._acquire_one_nowait
+        )
+
+    @override
+    async def try_ready(self) -> bool:
+        if self._cost is not None:
+            return await self.inner.try_ready()
+        return await _reserve.try_reserve(
+            self, self._try_acquire_one, self._bucket.refund, self.inner, self._acquire_one_nowait
+        )
+
+    @override
+    async def call(self, request: ReqT) -> RespT:
+        bucket = self._bucket
+        reservation = _reserve.take(self)
+        if reservation is not None:
+            cost: float = reservation.token
+        else:
+            cost = _ONE if self._cost is None else _cost(self._cost(request), self._cost, "cost")
+            if not bucket.acquire_nowait(cost):
+                await bucket.acquire(cost)
+        response: RespT = await self.inner(request)
+        if self._actual_cost is not None:
+            actual = _cost(self._actual_cost(request, response), self._actual_cost, "actual_cost")
+            if actual > cost:
+                bucket.charge(actual - cost)
+            elif actual < cost:
+                bucket.refund(cost - actual)
+        return response
+
+    __call__ = call  # ready() + call() is call(): it acquires what ready() would have reserved
+
+    def statistics(self) -> RateStatistics:
+        """Returns the bucket's statistics (shared with other services, if it is shared)."""
+        return self._bucket.statistics()
+
+    def __repr__(self) -> str:
+        return f"RateLimit({self.inner!r}, limiter={self._bucket!r})"
+
+
+@final
+class RateLimitLayer:
+    """Wraps services in `RateLimit`.
+
+    Give exactly one of ``rate`` (each service this layer wraps gets its own bucket, full at
+    the start) or ``limiter`` (one `TokenBucket` shared by every service it is passed to: one
+    budget across agents).
+
+    Args:
+        rate: Tokens per ``per`` seconds, per wrapped service.
+        per: The period of ``rate`` in seconds (``RateLimitLayer(500, per=60)``: 500 a minute).
+        burst: The bucket size; defaults to ``rate``.
+        cost: Estimates a request's cost in tokens; default 1 per request.
+        actual_cost: Reads the real cost from the request and its response, to settle the
+            estimate (token-per-minute limits, where usage is known only afterwards).
+        limiter: A shared `TokenBucket`.
+
+    Raises:
+        ValueError: See `RateLimit`; raised here, when the layer is made.
+        TypeError: ``cost`` or ``actual_cost`` is not a plain function, or ``limiter`` is not a
+            bucket.
+
+    Example:
+        >>> tpm = TokenBucket(40_000, per=60)
+        >>> layer = RateLimitLayer(
+        ...     limiter=tpm,
+        ...     cost=lambda req: estimate_tokens(req),
+        ...     actual_cost=lambda req, out: out.usage.total_tokens,
+        ... )
+    """
+
+    __slots__ = ("_actual_cost", "_burst", "_cost", "_limiter", "_per", "_rate")
+
+    def __init__(
+        self,
+        rate: float | None = None,
+        per: float = 1.0,
+        *,
+        burst: float | None = None,
+        cost: Callable[[Any], float] | None = None,
+        actual_cost: Callable[[Any, Any], float] | None = None,
+        limiter: RateBackend | None = None,
+    ) -> None:
+        self._limiter = _bucket_from("RateLimitLayer", rate, per, burst, cost, actual_cost, limiter)
+        self._rate = None if rate is None else check_positive_number("rate", rate)
+        self._per = per
+        self._burst = burst
+        self._cost = cost
+        self._actual_cost = actual_cost
+
+    def layer(self, inner: Service[ReqT, RespT]) -> RateLimit[ReqT, RespT]:
+        """Returns ``inner`` wrapped in a `RateLimit`."""
+        if self._limiter is not None:
+            return RateLimit(
+                inner, cost=self._cost, actual_cost=self._actual_cost, limiter=self._limiter
+            )
+        return RateLimit(
+            inner,
+            self._rate,
+            self._per,
+            burst=self._burst,
+            cost=self._cost,
+            actual_cost=self._actual_cost,
+        )
+
+    def __repr__(self) -> str:
+        if self._limiter is not None:
+            return f"RateLimitLayer(limiter={self._limiter!r})"
+        return f"RateLimitLayer({self._rate:g}, per={self._per:g}, burst={self._burst})"

@@ -1,0 +1,138 @@
+"""Timeout: bounds how long a call to the inner service may take."""
+
+from __future__ import annotations
+
+import math
+import sys
+from asyncio import CancelledError
+from asyncio import current_task as _asyncio_current_task
+from typing import Any, TypeVar, final
+
+from typing_extensions import override
+
+from ._deadlines import DeadlineQueue
+from ._runtime import _in_trio, running_loop
+from ._service import Middleware, Service
+from ._validate import check_seconds
+from .errors import Elapsed
+
+__all__ = ["Timeout", "TimeoutLayer"]
+
+ReqT = TypeVar("ReqT")
+RespT = TypeVar("RespT")
+
+
+@final
+class Timeout(Middleware[ReqT, RespT]):
+    """Fails a call to the inner service that takes longer than a time limit.
+
+    The limit covers the whole ``call()``, including any wait for the inner service's capacity
+    when the task holds no reservation. When it passes, the inner call is cancelled (it sees
+    anyio's cancellation, its ``finally`` blocks and shielded sections run, nothing keeps
+    running) and ``call()`` raises `Elapsed`, whose message names the limit.
+
+    - ``ready()`` is the inner service's, not bounded by the limit (wrap it in
+      ``anyio.fail_after`` to bound it).
+    - Cancellation from outside (an enclosing cancel scope, a task group failing) is never
+      turned into `Elapsed`: it propagates as cancellation. With nested timeouts, the one whose
+      limit passed raises; if both pass at once, the outer one does.
+
+    Args:
+        inner: The service to bound.
+        seconds: The limit, in seconds (``math.inf``: no limit).
+
+    Raises:
+        ValueError: ``seconds`` is negative or NaN (at construction).
+        Elapsed: From ``call()``, when the limit passes.
+    """
+
+    __slots__ = ("_message", "_queue", "_seconds")
+
+    def __init__(self, inner: Service[ReqT, RespT], seconds: float) -> None:
+        self._seconds = check_seconds("seconds", seconds)
+        super().__init__(inner)
+        self._message = f"request timed out after {self._seconds}s"
+        self._queue: DeadlineQueue | None = None
+
+    @property
+    def seconds(self) -> float:
+        """The limit, in seconds."""
+        return self._seconds
+
+    @override
+    async def call(self, request: ReqT) -> RespT:
+        if self._seconds == math.inf:
+            unbounded: RespT = await self.inner(request)
+            return unbounded
+        if _in_trio():
+            return await self._call_trio(request)
+        loop: Any = running_loop()
+        task: Any = _asyncio_current_task(loop)
+        queue = self._queue
+        if queue is None or queue.loop is not loop:
+            queue = self._queue = DeadlineQueue(loop)
+        entry = queue.push(task, loop.time() + self._seconds)
+        try:
+            result: RespT = await self.inner(request)
+        except CancelledError as exc:
+            if entry.fired and task.uncancel() <= entry.cancelling:
+                raise Elapsed(self._message, seconds=self._seconds) from exc
+            raise  # someone else's cancellation (too): it goes on
+        except BaseException:
+            if entry.fired:  # the call swallowed our cancellation: take the request back
+                task.uncancel()
+            raise
+        finally:
+            queue.finish(entry)
+        if entry.fired:
+            task.uncancel()
+        return result
+
+    async def _call_trio(self, request: ReqT) -> RespT:
+        trio: Any = sys.modules["trio"]
+        cancelled: BaseException | None = None
+        with trio.CancelScope(deadline=trio.current_time() + self._seconds):
+            try:
+                result: RespT = await self.inner(request)
+            except trio.Cancelled as exc:
+                cancelled = exc
+                raise
+            return result
+        # only reached when the scope caught its own cancellation: the limit passed
+        raise Elapsed(self._message, seconds=self._seconds) from cancelled
+
+    def __repr__(self) -> str:
+        return f"Timeout({self.inner!r}, seconds={self._seconds})"
+
+
+@final
+class TimeoutLayer:
+    """Wraps services in `Timeout`.
+
+    Args:
+        seconds: The limit of each call, in seconds (``math.inf``: no limit).
+
+    Raises:
+        ValueError: ``seconds`` is negative or NaN.
+        TypeError: ``seconds`` is not a number.
+
+    Example:
+        >>> tool = ServiceBuilder().layer(TimeoutLayer(30)).service(search)
+    """
+
+    __slots__ = ("_seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = check_seconds("seconds", seconds)
+
+    @property
+    def seconds(self) -> float:
+        """The limit, in seconds."""
+        return self._seconds
+
+    def layer(self, inner: Service[ReqT, RespT]) -> Timeout[ReqT, RespT]:
+        """Returns ``inner`` wrapped in a `Timeout`."""
+        return Timeout(inner, self._seconds)
+
+    def __repr__(self) -> str:
+        return f"TimeoutLayer({self._seconds})"
