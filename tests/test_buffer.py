@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typing_extensions import override
 
-from towerpy import Buffer, BufferLayer, Service, ServiceBuilder, ServiceClosed, service_fn
+from towerpy import (
+    Buffer,
+    BufferLayer,
+    Overloaded,
+    Service,
+    ServiceBuilder,
+    ServiceClosed,
+    service_fn,
+)
 from towerpy.testing import InFlightProbe, mock_service, wait_all_tasks_blocked
 
 from .reference import ReferenceLimit, held
@@ -594,3 +602,19 @@ async def test_every_request_is_answered_once_or_dropped_because_its_caller_left
             assert finished.get(n, 0) <= 1
     assert started <= outcomes.keys()
     assert not running
+
+
+async def test_load_shed_in_front_refuses_at_once_when_the_queue_is_full() -> None:
+    inner, handle = mock_service()
+    handle.allow(0)
+    buffer = BufferLayer(1).layer(inner)
+    svc = ServiceBuilder().load_shed().service(buffer)
+    outcomes = Outcomes(svc)
+    async with buffer, anyio.create_task_group() as tg:
+        await outcomes.start(tg, "queued", "shed")
+        assert isinstance(outcomes.errors["shed"], Overloaded)
+        handle.allow(None)
+        request, responder = await handle.next_request()
+        assert request == "queued"
+        responder.send("ok")
+    assert outcomes.results == {"queued": "ok"}

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from towerpy import RetryLayer, RetryPolicy, ServiceBuilder, service_fn
+from towerpy import Elapsed, RetryLayer, RetryPolicy, ServiceBuilder, service_fn
 from towerpy.retry import ConstantBackoff, ExponentialBackoff, Retry, RetryBudget
 from towerpy.testing import mock_service, wait_all_tasks_blocked
 
@@ -430,3 +430,64 @@ async def test_random_failures_and_cancellations_follow_the_policy_and_leak_noth
         else:
             assert callers[n][0] is not None
     assert outcomes.keys() == set(range(len(callers)))
+
+
+async def test_retry_outside_a_timeout_retries_each_timed_out_attempt() -> None:
+    starts: list[float] = []
+
+    async def slow_twice(request: str) -> str:
+        starts.append(anyio.current_time())
+        if len(starts) < 3:
+            await anyio.sleep(10.0)
+        return request
+
+    svc = (
+        ServiceBuilder()
+        .retry(RetryPolicy(max_attempts=3, backoff=ConstantBackoff(0.5)))
+        .timeout(1.0)
+        .service(service_fn(slow_twice))
+    )
+    start = anyio.current_time()
+    assert await svc("x") == "x"
+    assert [t - start for t in starts] == [0.0, 1.5, 3.0]
+
+
+async def test_when_every_attempt_times_out_the_last_elapsed_propagates() -> None:
+    starts: list[float] = []
+
+    async def hangs(_: object) -> None:
+        starts.append(anyio.current_time())
+        await anyio.sleep_forever()
+
+    svc = (
+        ServiceBuilder()
+        .retry(RetryPolicy(max_attempts=3, backoff=ConstantBackoff(0.5)))
+        .timeout(1.0)
+        .service(service_fn(hangs))
+    )
+    start = anyio.current_time()
+    with pytest.raises(Elapsed) as info:
+        await svc("x")
+    assert anyio.current_time() - start == 4.0
+    assert [t - start for t in starts] == [0.0, 1.5, 3.0]
+    assert info.value.__notes__ == ["towerpy: RetryLayer gave up after 3 attempts"]
+
+
+async def test_a_timeout_outside_the_retry_bounds_the_tries_and_the_waits() -> None:
+    starts: list[float] = []
+
+    async def fails(_: object) -> None:
+        starts.append(anyio.current_time())
+        raise ConnectionError("refused")
+
+    svc = (
+        ServiceBuilder()
+        .timeout(2.5)
+        .retry(RetryPolicy(max_attempts=10, backoff=ConstantBackoff(1.0)))
+        .service(service_fn(fails))
+    )
+    start = anyio.current_time()
+    with pytest.raises(Elapsed):
+        await svc("x")
+    assert anyio.current_time() - start == 2.5
+    assert [t - start for t in starts] == [0.0, 1.0, 2.0]
