@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, final
 
@@ -12,6 +13,7 @@ from typing_extensions import override
 from . import _reserve
 from ._runtime import _in_trio
 from ._service import Middleware, Service
+from ._waiter import Waiter, new_waiter
 from .errors import ServiceClosed
 
 if TYPE_CHECKING:
@@ -40,16 +42,31 @@ _CLOSED = 3  # the buffer closed before it could answer
 class _Request(Generic[ReqT, RespT]):
     """One request on its way through the buffer, and how its caller learns the outcome."""
 
-    __slots__ = ("abandoned", "done", "error", "request", "response", "scope", "status")
+    __slots__ = (
+        "abandoned",
+        "error",
+        "finished",
+        "request",
+        "response",
+        "scope",
+        "status",
+        "waiter",
+    )
 
     def __init__(self, request: ReqT) -> None:
         self.request = request
         self.status = _QUEUED
-        self.done = anyio.Event()
+        self.waiter = new_waiter()  # the caller's, woken when the outcome is known
+        self.finished = False
         self.response: RespT | None = None
         self.error: Exception | None = None
         self.scope: anyio.CancelScope | None = None  # the running call's, to cancel it
         self.abandoned = False  # its caller left after it was dispatched
+
+    def finish(self, status: int) -> None:
+        self.status = status
+        self.finished = True
+        self.waiter.wake()
 
 
 @final
@@ -69,11 +86,11 @@ class _Run:
 
     def __init__(self, bound: int, task_group: TaskGroup) -> None:
         self.available = bound  # slots: requests queued or reserved count against the bound
-        self.slot_waiters: deque[anyio.Event] = deque()
+        self.slot_waiters: deque[Waiter] = deque()
         self.queue: deque[_Request[Any, Any]] = deque()
         self.task_group = task_group
         self.worker_scope = anyio.CancelScope()
-        self.wakeup: anyio.Event | None = None  # set while the worker waits for a request
+        self.wakeup: Waiter | None = None  # the worker's, while it waits for a request
         self.closed = False
         self.cause: BaseException | None = None
 
@@ -91,13 +108,14 @@ class _Run:
         if self.available > 0 and not self.slot_waiters:
             self.available -= 1
             return self
-        event = anyio.Event()
-        self.slot_waiters.append(event)
+        waiter = new_waiter()
+        self.slot_waiters.append(waiter)
         try:
-            await event.wait()
+            await waiter.wait()
         except BaseException:
-            if not event.is_set():
-                self.slot_waiters.remove(event)
+            if not waiter.woken:
+                with contextlib.suppress(ValueError):  # release_slot may have skipped it
+                    self.slot_waiters.remove(waiter)
             elif not self.closed:  # a slot was handed over just as we left: pass it on
                 self.release_slot()
             raise
@@ -114,10 +132,11 @@ class _Run:
     def release_slot(self) -> None:
         if self.closed:
             return
-        if self.slot_waiters:
-            self.slot_waiters.popleft().set()  # hand the slot straight to the first waiter
-        else:
-            self.available += 1
+        waiters = self.slot_waiters
+        while waiters:
+            if waiters.popleft().wake():  # hand the slot straight to the first waiter
+                return
+        self.available += 1
 
     def close(self, cause: BaseException | None) -> None:
         """Stops the worker and fails every queued request and every caller waiting for a slot."""
@@ -126,11 +145,10 @@ class _Run:
         self.closed = True
         self.cause = cause
         for message in self.queue:
-            message.status = _CLOSED
-            message.done.set()
+            message.finish(_CLOSED)
         self.queue.clear()
         for waiter in self.slot_waiters:
-            waiter.set()
+            waiter.wake()
         self.slot_waiters.clear()
         self.worker_scope.cancel()
 
@@ -216,9 +234,9 @@ class Buffer(Middleware[ReqT, RespT]):
         run.queue.append(message)
         wakeup = run.wakeup
         if wakeup is not None:
-            wakeup.set()
+            wakeup.wake()
         try:
-            await message.done.wait()
+            await message.waiter.wait()
         except BaseException:
             if message.status == _QUEUED:  # never reached the inner service: drop it
                 run.queue.remove(message)
@@ -227,8 +245,10 @@ class Buffer(Middleware[ReqT, RespT]):
                 message.abandoned = True
                 if message.scope is not None:
                     message.scope.cancel()
-                with anyio.CancelScope(shield=True):
-                    await message.done.wait()
+                if not message.finished:
+                    waiter = message.waiter = new_waiter()
+                    with anyio.CancelScope(shield=True):
+                        await waiter.wait()
             raise
         if message.status == _DONE:
             error = message.error
@@ -259,8 +279,8 @@ class Buffer(Middleware[ReqT, RespT]):
             with run.worker_scope:
                 while True:
                     if not queue:
-                        run.wakeup = anyio.Event()
-                        await run.wakeup.wait()
+                        wakeup = run.wakeup = new_waiter()
+                        await wakeup.wait()
                         run.wakeup = None
                         continue
                     await inner.ready()
@@ -298,9 +318,7 @@ class Buffer(Middleware[ReqT, RespT]):
                     message.error = exc
                 message.status = _DONE
         finally:
-            if message.status != _DONE:
-                message.status = _CLOSED
-            message.done.set()
+            message.finish(_DONE if message.status == _DONE else _CLOSED)
 
     @override
     async def __aenter__(self) -> Self:
