@@ -45,26 +45,26 @@ def _in_trio() -> bool:
 # system call each time (100-200 ns in a VM, much of a rate limit's budget). A loop run by
 # asyncio's base class records the thread running it, so the last loop seen is this thread's
 # running loop when that thread is this one: only one loop runs in a thread at a time.
-_last_loop: Any = None
-_last_clock: Callable[[], float] = time.monotonic
+# One tuple, replaced whole: threads running loops of their own never pair one loop with another's
+# clock (a tuple assignment is atomic; two separate globals would not be).
+_last: tuple[Any, Callable[[], float]] = (None, time.monotonic)
 
 
 def running_loop() -> Any:
     """Returns the running asyncio loop of this thread, or None."""
-    loop = _last_loop
+    loop = _last[0]
     if loop is not None and loop._thread_id == _get_ident():
         return loop
     return _remember_running_loop()
 
 
 def _remember_running_loop() -> Any:
-    global _last_loop, _last_clock
+    global _last
     loop = _get_running_loop()
     if loop is not None and isinstance(loop, asyncio.BaseEventLoop):
-        _last_loop = loop
         # the base class's time() is time.monotonic(): call it without the method in between
         base_clock = type(loop).time is asyncio.BaseEventLoop.time
-        _last_clock = time.monotonic if base_clock else loop.time
+        _last = (loop, time.monotonic if base_clock else loop.time)
     return loop
 
 
@@ -72,9 +72,9 @@ def current_time() -> float:
     """Returns what `anyio.current_time()` returns, without its per-call backend lookup."""
     if _sniffio_local is not None and _sniffio_local.name == "trio":
         return sys.modules["trio"].current_time()  # type: ignore[no-any-return]
-    loop = _last_loop
+    loop, clock = _last
     if loop is not None and loop._thread_id == _get_ident():
-        return _last_clock()
+        return clock()
     loop = _remember_running_loop()
     if loop is not None:
         return loop.time()  # type: ignore[no-any-return]
@@ -85,7 +85,7 @@ def current_task() -> object:
     """Returns the native task object (asyncio's or trio's) running this code."""
     if _sniffio_local is not None and _sniffio_local.name == "trio":
         return sys.modules["trio"].lowlevel.current_task()
-    loop = _last_loop
+    loop = _last[0]
     if loop is None or loop._thread_id != _get_ident():
         loop = _remember_running_loop()
     task = _task_running_in(loop)
