@@ -19,6 +19,7 @@ PUBLIC_MODULES = [
     "towerpy.testing",
     "towerpy.timeout",
     "towerpy.tools",
+    "towerpy.tools.bash",
     "towerpy.util",
 ]
 

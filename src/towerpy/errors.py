@@ -11,6 +11,7 @@
     │   ├── ToolNotFound                         no tool has that name
     │   └── InvalidToolArguments                 the arguments do not fit the tool's schema
     ├── MaxStepsExceeded                         an agent made as many model calls as allowed
+    ├── ScriptExhausted(TowerError, RuntimeError) a scripted model was called past its script
     └── ProviderError                            a model provider answered with a failure
         ├── RateLimited                          HTTP 429
         └── ProviderUnavailable                  5xx, overloaded, timeouts, connection errors
@@ -32,6 +33,7 @@ __all__ = [
     "ProviderUnavailable",
     "RateLimited",
     "RequestTooLarge",
+    "ScriptExhausted",
     "ServiceClosed",
     "ToolError",
     "ToolNotFound",
@@ -101,6 +103,10 @@ class MaxStepsExceeded(TowerError):
     def __init__(self, message: str, *, messages: list[Any] | None = None):
         super().__init__(message)
         self.messages: list[Any] = list(messages or [])
+
+
+class ScriptExhausted(TowerError, RuntimeError):
+    """Raised by `ScriptedModel` when it is called more times than its script has entries."""
 
 
 class ProviderError(TowerError):

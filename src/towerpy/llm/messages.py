@@ -89,9 +89,16 @@ def _to_text(value: Any) -> str:
     import json
 
     try:
-        return json.dumps(value, ensure_ascii=False, default=str)
+        return json.dumps(value, ensure_ascii=False, default=_jsonable)
     except (TypeError, ValueError):
         return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    # a pydantic model (a tool's structured result) reaches the model as its JSON object
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return str(value)
 
 
 class ChatRequest(BaseModel):

@@ -1,0 +1,126 @@
+"""``python -m towerpy demo``: several agents, parallel tools and shared limits, on a timeline."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..testing.virtual import VirtualTimeEventLoop
+from .scenario import MODEL_RATE, PLANS, TOOL_LIMITS, TOOL_TIMEOUT, build, run_agents
+from .timeline import Row, Timeline
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ..llm import AgentResult
+
+__all__ = ["main", "peak", "summary"]
+
+_VISIBLE_WAIT = 0.01  # seconds
+
+
+def peak(rows: Iterable[Row]) -> int:
+    """The most of ``rows`` running at one instant."""
+    events: list[tuple[float, int]] = []
+    for row in rows:
+        if row.started is not None and row.ended is not None and row.ended > row.started:
+            events += [(row.started, 1), (row.ended, -1)]
+    running = best = 0
+    for _, change in sorted(events):  # at equal times an end (-1) sorts before a start
+        running += change
+        best = max(best, running)
+    return best
+
+
+def summary(timeline: Timeline, results: dict[str, AgentResult], width: int = 80) -> str:
+    """The numbers under the timeline: calls, peaks per limit, waits, timeouts, wall time."""
+    models = [r for r in timeline.rows if r.kind == "model"]
+    tools = [r for r in timeline.rows if r.kind == "tool"]
+    rate, burst = MODEL_RATE
+    # on the real clock every call waits a few microseconds: count only waits one can see
+    model_waits = [r for r in models if r.waited >= _VISIBLE_WAIT]
+    tool_waits = [r for r in tools if r.waited >= _VISIBLE_WAIT]
+    timeouts = [r for r in tools if r.status == "timeout"]
+    wall = timeline.end
+    sequential = sum(r.ran for r in timeline.rows)
+    per_agent = ", ".join(
+        f"{p.name} {peak(r for r in tools if r.agent == p.name)}/{p.limit}" for p in PLANS
+    )
+    per_tool = ", ".join(
+        f"{name} {peak(r for r in tools if r.name == name)}/{limit}"
+        for name, limit in TOOL_LIMITS.items()
+    )
+    timed_out = ", ".join(f"{r.name} ({r.agent})" for r in timeouts)
+    lines = [
+        "Summary",
+        f"  model calls  {len(models):>5}  shared rate limit {rate:g}/s (burst {burst:g}): "
+        f"{len(model_waits)} waited, {_total(model_waits)}",
+        f"  tool calls   {len(tools):>5}  {len(tool_waits)} waited for a limit, "
+        f"{_total(tool_waits)}",
+        f"  peak/limit          per agent: {per_agent}",
+        f"                      per tool: {per_tool}",
+        f"  timeouts     {len(timeouts):>5}  "
+        + (
+            f"{timed_out} after {TOOL_TIMEOUT:g} s; the model read it, recovered"
+            if timeouts
+            else ""
+        ),
+        f"  wall time  {wall:5.1f} s  vs {sequential:.1f} s one call after another "
+        f"({sequential / wall if wall else 0:.1f}x faster)",
+        "",
+        "Answers",
+    ]
+    for plan in PLANS:
+        result = results[plan.name]
+        lines.append(f"  {plan.name:<9} {result.output}")
+    return "\n".join(_fit(line, width) for line in lines)
+
+
+def _total(rows: list[Row]) -> str:
+    return f"{sum(r.waited for r in rows):.1f} s in all"
+
+
+def _fit(line: str, width: int) -> str:
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+async def _demo(width: int, ascii_only: bool) -> tuple[str, str]:
+    timeline = Timeline()
+    agents = build(timeline)
+    timeline.begin()
+    results = await run_agents(agents)
+    names = [plan.name for plan in PLANS]
+    return timeline.render(names, width=width, ascii_only=ascii_only), summary(
+        timeline, results, width
+    )
+
+
+def main(*, real_time: bool, backend: str, ascii_only: bool, width: int) -> int:
+    """Runs the demo and prints the timeline and the summary; returns the exit status."""
+    options: dict[str, Any] = {}
+    if not real_time:
+        if backend == "trio":
+            from trio.testing import MockClock
+
+            options = {"clock": MockClock(autojump_threshold=0)}
+        else:
+            options = {"loop_factory": VirtualTimeEventLoop}
+    if not ascii_only:
+        encoding = getattr(sys.stdout, "encoding", None) or ""
+        ascii_only = encoding.lower().replace("-", "") not in ("utf8", "utf16", "utf32")
+    clock = "real time" if real_time else "virtual time"
+    print(
+        _fit(
+            f"towerpy demo: {len(PLANS)} agents, parallel tools, shared limits "
+            f"({backend}, {clock})",
+            width,
+        )
+    )
+    print()
+    timeline, text = anyio.run(_demo, width, ascii_only, backend=backend, backend_options=options)
+    print(timeline)
+    print()
+    print(text)
+    return 0

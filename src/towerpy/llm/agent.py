@@ -1,0 +1,226 @@
+"""Agent: the loop that calls the model, runs the tools it asks for, and calls it again."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, final
+
+import anyio
+from pydantic import BaseModel, Field
+
+from .._runtime import _in_trio
+from .._service import Service
+from ..errors import MaxStepsExceeded
+from ..tools.parallel import JoinPolicy, ParallelToolRouter, find_attribute
+from ..tools.router import ToolRouter
+from .messages import ChatRequest, Message, StepOutcome, Usage
+from .parallel_tools import with_tool_results
+
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+    from ..tools.models import ToolInvocation, ToolOutput, ToolSpec
+
+__all__ = ["Agent", "AgentResult"]
+
+
+class AgentResult(BaseModel):
+    """What `Agent.run` returns.
+
+    Attributes:
+        output: The text of the model's final answer.
+        messages: The whole conversation, the system message first when one is set.
+        steps: How many model calls were made.
+        usage: Token counts summed over every model call that reported them, or None.
+    """
+
+    output: str
+    messages: list[Message] = Field(default_factory=list)
+    steps: int
+    usage: Usage | None = None
+
+
+@final
+class Agent:
+    """Runs the loop step → tools → step until the model answers without asking for tools.
+
+    Each model call is a `ChatRequest` with the conversation so far and the specs of the
+    router's tools, sent to ``step`` (any step service: `ScriptedModel`, a provider adapter,
+    perhaps wrapped in rate limits, retries, timeouts). When the outcome asks for tools and the
+    step service has not already run them (a `ParallelToolsLayer` does), the agent runs them
+    through a `ParallelToolRouter` and appends one tool message per call, in call order. One
+    agent object may run any number of conversations at once.
+
+    Args:
+        step: The step service: one model call per request.
+        tools: The tools the model may call (a `ToolRouter`, perhaps wrapped in layers).
+        max_steps: The most model calls one `run` makes.
+        system: A system message put first in every conversation.
+        tool_limit: The most tool calls of one model answer in flight at once.
+        policy: What happens when a tool call fails (default: the model reads the error).
+        tool_timeout: Seconds each tool call may run, or None.
+
+    Raises:
+        TypeError: ``step`` or ``tools`` is not a service.
+        ValueError: ``max_steps`` below 1 (and see `ParallelToolRouter`).
+    """
+
+    __slots__ = ("_parallel", "max_steps", "step", "system", "tools")
+
+    def __init__(
+        self,
+        step: Service[ChatRequest, StepOutcome],
+        *,
+        tools: ToolRouter | Service[ToolInvocation, ToolOutput] | None = None,
+        max_steps: int = 10,
+        system: str | None = None,
+        tool_limit: int = 5,
+        policy: JoinPolicy = JoinPolicy.ISOLATE,
+        tool_timeout: float | None = None,
+    ) -> None:
+        if not isinstance(step, Service):
+            raise TypeError(f"Agent needs a step service (e.g. ScriptedModel), got {step!r}")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}")
+        if system is not None and not isinstance(system, str):
+            raise TypeError(f"system must be a str, got {type(system).__name__}")
+        self.step = step
+        self.tools = tools
+        self.max_steps = max_steps
+        self.system = system
+        router = tools if tools is not None else ToolRouter()
+        self._parallel = ParallelToolRouter(router, tool_limit, policy, tool_timeout)
+
+    @property
+    def specs(self) -> list[ToolSpec]:
+        """The specs every request carries: those of ``tools``."""
+        specs = find_attribute(self.tools, "specs") if self.tools is not None else None
+        return list(specs) if specs else []
+
+    async def run(self, prompt: str | list[Message]) -> AgentResult:
+        """Runs one conversation to the model's final answer.
+
+        Args:
+            prompt: The user's message, or a conversation to continue.
+
+        Returns:
+            The final answer, the whole conversation, and the number of model calls.
+
+        Raises:
+            MaxStepsExceeded: The model still asked for tools after ``max_steps`` calls.
+        """
+        messages = self._start(prompt)
+        specs = self.specs
+        usage: Usage | None = None
+        for steps in range(1, self.max_steps + 1):
+            outcome = await self.step(ChatRequest(messages=messages, tools=specs))
+            usage = _add(usage, outcome.usage)
+            if outcome.done:
+                return AgentResult(
+                    output=_final_text(outcome.messages),
+                    messages=list(outcome.messages),
+                    steps=steps,
+                    usage=usage,
+                )
+            if steps == self.max_steps:
+                raise MaxStepsExceeded(
+                    f"the model still asks for tools after {steps} model calls "
+                    f"(max_steps={self.max_steps}); raise max_steps, or look at the tool "
+                    f"results in .messages",
+                    messages=list(outcome.messages),
+                )
+            if not _answered(outcome):
+                outcome = with_tool_results(outcome, await self._parallel(outcome.tool_calls))
+            messages = list(outcome.messages)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def run_sync(self, prompt: str | list[Message], *, backend: str = "asyncio") -> AgentResult:
+        """Runs `run` in a new event loop, for scripts and notebooks without one.
+
+        Raises:
+            RuntimeError: Called from inside a running event loop; ``await agent.run(...)``
+                there instead.
+        """
+        if _in_trio() or asyncio._get_running_loop() is not None:
+            raise RuntimeError(
+                "Agent.run_sync() cannot be called from inside a running event loop; "
+                "use `await agent.run(...)` there instead"
+            )
+        result: AgentResult = anyio.run(self.run, prompt, backend=backend)
+        return result
+
+    def _start(self, prompt: str | list[Message]) -> list[Message]:
+        if isinstance(prompt, str):
+            messages = [Message.user(prompt)]
+        elif isinstance(prompt, list) and prompt:
+            messages = list(prompt)
+            for message in messages:
+                if not isinstance(message, Message):
+                    raise TypeError(f"a conversation is a list of Message, got {message!r}")
+        else:
+            raise ValueError(f"prompt must be a str or a non-empty list of Message, got {prompt!r}")
+        if self.system is not None and messages[0].role != "system":
+            messages.insert(0, Message.system(self.system))
+        return messages
+
+    async def __aenter__(self) -> Self:
+        """Enters the step service and the tools (for layers with background work)."""
+        await self.step.__aenter__()
+        if self.tools is not None:
+            try:
+                await self.tools.__aenter__()
+            except BaseException as exc:
+                await self.step.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Exits the tools, then the step service."""
+        try:
+            if self.tools is not None:
+                await self.tools.__aexit__(exc_type, exc, tb)
+        finally:
+            await self.step.__aexit__(exc_type, exc, tb)
+
+    def __repr__(self) -> str:
+        return f"Agent({self.step!r}, tools={self.tools!r}, max_steps={self.max_steps})"
+
+
+def _answered(outcome: StepOutcome) -> bool:
+    """Whether the outcome's messages already end with a result for every tool call."""
+    answered: set[str | None] = set()
+    for message in reversed(outcome.messages):
+        if message.role != "tool":
+            break
+        answered.add(message.tool_call_id)
+    return all(call.id in answered for call in outcome.tool_calls)
+
+
+def _final_text(messages: list[Message]) -> str:
+    for message in reversed(messages):
+        if message.role == "assistant":
+            return message.content or ""
+    return ""
+
+
+def _add(total: Usage | None, usage: Usage | None) -> Usage | None:
+    if usage is None:
+        return total
+    if total is None:
+        return usage
+    return Usage(
+        input_tokens=total.input_tokens + usage.input_tokens,
+        output_tokens=total.output_tokens + usage.output_tokens,
+        cache_read_tokens=_sum(total.cache_read_tokens, usage.cache_read_tokens),
+        cache_write_tokens=_sum(total.cache_write_tokens, usage.cache_write_tokens),
+    )
+
+
+def _sum(a: int | None, b: int | None) -> int | None:
+    return None if a is None and b is None else (a or 0) + (b or 0)

@@ -1,0 +1,122 @@
+"""ToolRouter: runs a `ToolInvocation` with the tool of that name."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, final
+
+from typing_extensions import override
+
+from .._service import Service
+from ..errors import InvalidToolArguments, ToolNotFound
+from .models import ToolInvocation, ToolOutput, ToolSpec
+from .tool import Tool
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+__all__ = ["ToolRouter"]
+
+_RAW_SHOWN = 200  # characters of unparseable argument text quoted back to the model
+
+
+@final
+class ToolRouter(Service[ToolInvocation, ToolOutput]):
+    """Dispatches each invocation to the tool of its name.
+
+    ``ready()`` returns at once: which tool a call needs is known only from its request, so each
+    tool's own limit is acquired inside ``call()``. ``call(invocation)`` raises `ToolNotFound`
+    (listing the known names) for an unknown name, `InvalidToolArguments` when the model's
+    argument text was not a JSON object (``raw_arguments`` is set) or the arguments do not fit
+    the tool's schema, and otherwise returns a `ToolOutput` with the invocation's ``id`` and
+    ``name`` and the tool's return value as ``content``. A tool's own exception propagates
+    unchanged.
+
+    Args:
+        tools: The tools to route to.
+
+    Raises:
+        TypeError: Something other than a `Tool` was given.
+        ValueError: Two tools have the same name.
+    """
+
+    __slots__ = ("_sequential", "_tools")
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        self._sequential: set[str] = set()
+        for item in tools:
+            self.register(item)
+
+    def register(self, tool: Tool) -> None:
+        """Adds a tool.
+
+        Raises:
+            TypeError: ``tool`` is not a `Tool`.
+            ValueError: A tool of that name is registered already.
+        """
+        candidate: object = tool
+        if not isinstance(candidate, Tool):
+            hint = "; decorate it with @tool" if callable(candidate) else ""
+            raise TypeError(f"ToolRouter needs Tool objects, got {candidate!r}{hint}")
+        if tool.name in self._tools:
+            raise ValueError(
+                f"a tool named {tool.name!r} is registered already; give one of them another "
+                f"name with @tool(name=...)"
+            )
+        self._tools[tool.name] = tool
+        if tool.sequential:
+            self._sequential.add(tool.name)
+
+    @property
+    def specs(self) -> list[ToolSpec]:
+        """The specs of every tool, in registration order: what a `ChatRequest` carries."""
+        return [item.spec for item in self._tools.values()]
+
+    @property
+    def names(self) -> list[str]:
+        """The names of every tool, in registration order."""
+        return list(self._tools)
+
+    def is_sequential(self, name: str) -> bool:
+        """Whether the tool called ``name`` must run alone inside a batch (False if unknown)."""
+        return name in self._sequential
+
+    @property
+    def has_sequential(self) -> bool:
+        """Whether any registered tool is sequential."""
+        return bool(self._sequential)
+
+    def get(self, name: str) -> Tool | None:
+        """Returns the tool called ``name``, or None."""
+        return self._tools.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    @override
+    async def call(self, request: ToolInvocation) -> ToolOutput:
+        tool = self._tools.get(request.name)
+        if tool is None:
+            raise ToolNotFound(self._not_found(request.name))
+        if request.raw_arguments is not None:
+            raw = request.raw_arguments
+            shown = raw if len(raw) <= _RAW_SHOWN else raw[:_RAW_SHOWN] + "…"
+            raise InvalidToolArguments(
+                f"arguments for tool {request.name!r} are not a JSON object: {shown!r}; send "
+                f"one JSON object with the tool's parameters"
+            )
+        content = await tool(request.arguments)
+        return ToolOutput(id=request.id, name=request.name, content=content)
+
+    def _not_found(self, name: str) -> str:
+        known = ", ".join(repr(known) for known in self._tools) or "none"
+        return f"no tool named {name!r}; known tools: {known}"
+
+    def __repr__(self) -> str:
+        return f"ToolRouter({self.names!r})"

@@ -1,0 +1,286 @@
+"""``@tool``: a function a model may call, with its schema, validation, limits and timeout."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, final, overload
+
+from typing_extensions import override
+
+from .._service import Service, _forwards_readiness, callable_name, is_async_callable
+from ._schema import ArgumentsSchema, describe, validate_tool_name
+from ._threads import DEFAULT_THREAD_LIMITER, ThreadLimiter, run_in_thread
+from .models import ToolSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+    from typing import Self
+
+__all__ = ["Tool", "tool"]
+
+
+@final
+class _Invoke(Service[tuple[list[Any], dict[str, Any]], Any]):
+    """Calls the tool's function with validated arguments: awaited, or in a worker thread."""
+
+    __slots__ = ("_fn", "_is_async", "_limiter")
+
+    def __init__(self, fn: Callable[..., Any], limiter: ThreadLimiter) -> None:
+        self._fn = fn
+        self._is_async = is_async_callable(fn)
+        self._limiter = limiter
+
+    @override
+    async def call(self, request: tuple[list[Any], dict[str, Any]]) -> Any:
+        args, kwargs = request
+        if self._is_async:
+            return await self._fn(*args, **kwargs)
+        return await run_in_thread(self._fn, args, kwargs, self._limiter)
+
+    def __repr__(self) -> str:
+        return f"_Invoke({callable_name(self._fn)})"
+
+
+@final
+class Tool(Service[dict[str, Any], Any]):
+    """A function a model may call: a service from an arguments object to the function's result.
+
+    Build one with `tool` (usually as the ``@tool`` decorator). The parameters of the function
+    become a JSON Schema (`spec`), the first paragraph of its docstring the description, and the
+    ``Args:`` section of a Google-style docstring the description of each parameter.
+
+    ``ready()`` reserves a permit of the tool's own concurrency limit, if it has one.
+    ``call(arguments)`` validates the arguments against the schema (`InvalidToolArguments`
+    naming each field at fault, before the function runs), then awaits an async function or
+    runs a sync one in a worker thread (bounded by a `ThreadLimiter`), within the tool's
+    concurrency limit and timeout (`Elapsed` when it runs longer). Exceptions from the function
+    propagate unchanged.
+
+    Args:
+        fn: The function. Every parameter needs a type annotation that JSON Schema can express.
+        name: The name models call it by (default: the function's name); 1 to 64 letters,
+            digits, ``_`` or ``-``.
+        description: What the tool does, for the model (default: the docstring's first
+            paragraph).
+        concurrency_limit: At most this many calls of this tool run at once, across every
+            caller (a `ConcurrencyLimitLayer` around the function).
+        timeout: A call running longer than this many seconds is cancelled and raises `Elapsed`
+            (a `TimeoutLayer`; waiting for a concurrency permit is not timed).
+        sequential: Whether the tool must run alone: `ParallelToolRouter` makes it a barrier
+            inside a batch.
+        thread_limiter: Bounds the worker threads of sync functions (default: one limiter of 40
+            threads shared by every tool).
+
+    Raises:
+        TypeError: A parameter has no annotation, a type JSON Schema cannot express, or is
+            ``*args``/``**kwargs``.
+        ValueError: An invalid name, ``concurrency_limit`` or ``timeout``.
+
+    Attributes:
+        name: The tool's name.
+        description: The tool's description.
+        spec: The `ToolSpec` models see.
+        sequential: Whether the tool runs alone inside a batch.
+        fn: The wrapped function.
+    """
+
+    __slots__ = (
+        "_arguments",
+        "_service",
+        "concurrency_limit",
+        "description",
+        "fn",
+        "name",
+        "sequential",
+        "spec",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        concurrency_limit: int | None = None,
+        timeout: float | None = None,
+        sequential: bool = False,
+        thread_limiter: ThreadLimiter | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@tool needs a function, got {type(fn).__name__}")
+        tool_name = validate_tool_name(name if name is not None else getattr(fn, "__name__", ""))
+        doc, parameter_docs = describe(fn)
+        if description is not None and not isinstance(description, str):
+            raise TypeError(f"tool {tool_name!r}: description must be a str")
+        _check_limit(tool_name, concurrency_limit)
+        _check_timeout(tool_name, timeout)
+        if thread_limiter is not None and not isinstance(thread_limiter, ThreadLimiter):
+            raise TypeError(f"tool {tool_name!r}: thread_limiter must be a ThreadLimiter")
+        self.fn = fn
+        self.name = tool_name
+        self.description = description if description is not None else doc
+        self.concurrency_limit = concurrency_limit
+        self.timeout = timeout
+        self.sequential = bool(sequential)
+        self._arguments = ArgumentsSchema(fn, tool_name, parameter_docs)
+        self.spec = ToolSpec(
+            name=tool_name, description=self.description, parameters=self._arguments.schema
+        )
+        self._service = _stack(
+            _Invoke(fn, thread_limiter or DEFAULT_THREAD_LIMITER), concurrency_limit, timeout
+        )
+
+    @override
+    @_forwards_readiness  # nothing of its own: call() goes through the stack's ready() itself
+    async def ready(self) -> None:
+        await self._service.ready()
+
+    @override
+    async def try_ready(self) -> bool:
+        return await self._service.try_ready()
+
+    @override
+    async def call(self, request: dict[str, Any]) -> Any:
+        return await self._service(self._arguments.validate(request))
+
+    def validate(self, arguments: object) -> dict[str, Any]:
+        """Validates an arguments object without running the tool.
+
+        Returns:
+            The arguments as the function receives them, by parameter name.
+
+        Raises:
+            InvalidToolArguments: The arguments do not fit the schema.
+        """
+        args, kwargs = self._arguments.validate(arguments)
+        names = self._arguments.parameter_names
+        return {**dict(zip(names, args, strict=False)), **kwargs}
+
+    @override
+    async def __aenter__(self) -> Self:
+        await self._service.__aenter__()
+        return self
+
+    @override
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._service.__aexit__(exc_type, exc, tb)
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name!r})"
+
+
+def _check_limit(name: str, limit: object) -> None:
+    if limit is None:
+        return
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"tool {name!r}: concurrency_limit must be an int >= 1, got {limit!r}")
+
+
+def _check_timeout(name: str, timeout: object) -> None:
+    if timeout is None:
+        return
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ValueError(f"tool {name!r}: timeout must be seconds > 0, got {timeout!r}")
+
+
+def _stack(
+    invoke: Service[Any, Any], concurrency_limit: int | None, timeout: float | None
+) -> Service[Any, Any]:
+    # the permit is outside the timeout: waiting for a permit is not running
+    service = invoke
+    if timeout is not None:
+        from ..timeout import TimeoutLayer
+
+        service = TimeoutLayer(timeout).layer(service)
+    if concurrency_limit is not None:
+        from ..limit.concurrency import ConcurrencyLimitLayer
+
+        service = ConcurrencyLimitLayer(concurrency_limit).layer(service)
+    return service
+
+
+@overload
+def tool(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    concurrency_limit: int | None = None,
+    timeout: float | None = None,
+    sequential: bool = False,
+    thread_limiter: ThreadLimiter | None = None,
+) -> Tool: ...
+@overload
+def tool(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    concurrency_limit: int | None = None,
+    timeout: float | None = None,
+    sequential: bool = False,
+    thread_limiter: ThreadLimiter | None = None,
+) -> Callable[[Callable[..., Any]], Tool]: ...
+def tool(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    concurrency_limit: int | None = None,
+    timeout: float | None = None,
+    sequential: bool = False,
+    thread_limiter: ThreadLimiter | None = None,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Makes a `Tool` from a function: ``@tool`` or ``@tool(name=..., timeout=...)``.
+
+    Example:
+        >>> @tool(concurrency_limit=2, timeout=10.0)
+        ... async def search(query: str, limit: int = 5) -> list[str]:
+        ...     '''Searches the web and returns the top result URLs.
+        ...
+        ...     Args:
+        ...         query: What to search for.
+        ...         limit: How many URLs to return.
+        ...     '''
+
+    Args:
+        fn: The function (omitted when the decorator is called with options).
+        name: The name models call it by (default: the function's name).
+        description: What the tool does (default: the docstring's first paragraph).
+        concurrency_limit: At most this many calls of the tool run at once.
+        timeout: Seconds after which a call is cancelled with `Elapsed`.
+        sequential: Run alone inside a batch (a barrier for `ParallelToolRouter`).
+        thread_limiter: Bounds worker threads of a sync function (default: 40, shared).
+
+    Returns:
+        The tool, or a decorator that makes one.
+
+    Raises:
+        TypeError: A parameter cannot be described to a model (see `Tool`).
+        ValueError: An invalid name, ``concurrency_limit`` or ``timeout``.
+    """
+
+    def make(function: Callable[..., Any]) -> Tool:
+        return Tool(
+            function,
+            name=name,
+            description=description,
+            concurrency_limit=concurrency_limit,
+            timeout=timeout,
+            sequential=sequential,
+            thread_limiter=thread_limiter,
+        )
+
+    return make if fn is None else make(fn)

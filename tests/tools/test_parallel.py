@@ -1,0 +1,523 @@
+"""ParallelToolRouter: bounded, ordered batches under each join policy, barriers, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from towerpy import Elapsed, Service, service_fn
+from towerpy._runtime import _in_trio, current_task
+from towerpy.testing import InFlightProbe, wait_all_tasks_blocked
+from towerpy.tools import (
+    JoinPolicy,
+    ParallelToolRouter,
+    ToolInvocation,
+    ToolOutput,
+    ToolRouter,
+    describe_failure,
+    tool,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+class Boom(Exception):
+    pass
+
+
+class Recorder(Service[ToolInvocation, ToolOutput]):
+    """A router whose invocations sleep ``delay`` and then fail or return; it records it all."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.peak = 0
+        self.started: list[str] = []
+        self.finished: list[str] = []
+        self.cancelled: list[str] = []
+        self.spans: dict[str, tuple[float, float]] = {}
+        self.tasks: set[int] = set()
+        self.errors: dict[str, Exception] = {}
+
+    async def call(self, request: ToolInvocation) -> ToolOutput:
+        self.tasks.add(id(current_task()))
+        self.started.append(request.id)
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        start = anyio.current_time()
+        try:
+            await anyio.sleep(request.arguments.get("delay", 0))
+            if request.arguments.get("fail"):
+                error = Boom(request.id)
+                self.errors[request.id] = error
+                raise error
+        except anyio.get_cancelled_exc_class():
+            self.cancelled.append(request.id)
+            raise
+        finally:
+            self.in_flight -= 1
+            self.spans[request.id] = (start, anyio.current_time())
+        self.finished.append(request.id)
+        return ToolOutput(id=request.id, name=request.name, content=request.id.upper())
+
+
+def inv(id: str, delay: float = 0, fail: bool = False, name: str = "work") -> ToolInvocation:
+    return ToolInvocation(id=id, name=name, arguments={"delay": delay, "fail": fail})
+
+
+def live_tasks() -> int:
+    if _in_trio():
+        import trio
+
+        def count(task: Any) -> int:
+            return 1 + sum(
+                count(child) for nursery in task.child_nurseries for child in nursery.child_tasks
+            )
+
+        return count(trio.lowlevel.current_root_task())
+    return len(asyncio.all_tasks())
+
+
+# --- ordering and bounds -----------------------------------------------------------------------
+
+
+async def test_outputs_come_back_in_request_order_whatever_order_they_finish_in() -> None:
+    router = Recorder()
+    parallel = ParallelToolRouter(router, limit=3)
+    outputs = await parallel([inv("a", 3), inv("b", 1), inv("c", 2)])
+    assert [o.id for o in outputs] == ["a", "b", "c"]
+    assert [o.content for o in outputs] == ["A", "B", "C"]
+    assert router.finished == ["b", "c", "a"]
+    assert anyio.current_time() == 3
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    delays=st.lists(st.integers(0, 5), min_size=0, max_size=25),
+    limit=st.integers(1, 8),
+)
+async def test_order_is_kept_and_the_limit_holds_under_random_latencies(
+    delays: list[int], limit: int
+) -> None:
+    router = Recorder()
+    invocations = [inv(f"i{n}", delay) for n, delay in enumerate(delays)]
+    outputs = await ParallelToolRouter(router, limit=limit)(invocations)
+    assert [o.id for o in outputs] == [i.id for i in invocations]
+    assert router.peak <= limit
+    if delays and min(delays) > 0:  # every slot fills at once
+        assert router.peak == min(limit, len(delays))
+    assert router.in_flight == 0
+
+
+async def test_at_most_limit_run_at_once_and_each_starts_as_soon_as_a_slot_frees() -> None:
+    router = Recorder()
+    await ParallelToolRouter(router, limit=2)([inv("a", 1), inv("b", 3), inv("c", 1), inv("d", 1)])
+    assert router.peak == 2
+    assert router.spans == {"a": (0, 1), "b": (0, 3), "c": (1, 2), "d": (2, 3)}
+
+
+async def test_a_batch_of_100_000_runs_in_at_most_limit_tasks() -> None:
+    limit = 100
+    baseline = live_tasks()
+    peak_tasks = 0
+
+    async def call(request: ToolInvocation) -> ToolOutput:
+        nonlocal peak_tasks
+        if int(request.id) % 64 == 0:  # counting tasks is slow: sample, it is steady anyway
+            peak_tasks = max(peak_tasks, live_tasks())
+        await anyio.sleep(0.001)
+        return ToolOutput(id=request.id, name=request.name, content=None)
+
+    router = InFlightProbe(service_fn(call))
+    invocations = [ToolInvocation(id=str(n), name="t") for n in range(100_000)]
+    outputs = await ParallelToolRouter(router, limit=limit)(invocations)
+    assert len(outputs) == 100_000
+    assert outputs[-1].id == "99999"
+    assert router.peak == limit
+    assert peak_tasks <= baseline + limit
+    assert anyio.current_time() == pytest.approx(1.0)  # 1000 rounds of 1 ms
+
+
+async def test_the_workers_are_the_only_tasks_and_there_are_at_most_limit() -> None:
+    router = Recorder()
+    await ParallelToolRouter(router, limit=4)([inv(str(n), n % 3) for n in range(40)])
+    assert len(router.tasks) == 4
+
+
+async def test_an_empty_batch_returns_an_empty_list() -> None:
+    assert await ParallelToolRouter(Recorder())([]) == []
+
+
+async def test_a_single_invocation_runs_in_the_callers_task() -> None:
+    router = Recorder()
+    await ParallelToolRouter(router)([inv("a")])
+    assert router.tasks == {id(current_task())}
+
+
+# --- JOIN_ALL ----------------------------------------------------------------------------------
+
+
+async def test_join_all_runs_everything_then_raises_the_earliest_failure_in_request_order() -> None:
+    router = Recorder()
+    parallel = ParallelToolRouter(router, limit=5, policy=JoinPolicy.JOIN_ALL)
+    batch = [inv("a", 1), inv("b", 2, fail=True), inv("c", 4), inv("d", 1, fail=True)]
+    with pytest.raises(Boom) as caught:
+        await parallel(batch)
+    assert caught.value is router.errors["b"]  # d failed first, but b comes first in the request
+    assert sorted(router.finished) == ["a", "c"]
+    assert router.cancelled == []
+    assert anyio.current_time() == 4
+
+
+async def test_join_all_returns_every_output_when_nothing_fails() -> None:
+    outputs = await ParallelToolRouter(Recorder(), policy=JoinPolicy.JOIN_ALL)([inv("a"), inv("b")])
+    assert [o.content for o in outputs] == ["A", "B"]
+
+
+async def test_join_all_raises_the_tools_exception_unwrapped() -> None:
+    @tool
+    async def broken(x: int) -> int:
+        raise KeyError(x)
+
+    parallel = ParallelToolRouter(ToolRouter([broken]), policy=JoinPolicy.JOIN_ALL)
+    with pytest.raises(KeyError) as caught:
+        await parallel([ToolInvocation(id="1", name="broken", arguments={"x": 7})] * 3)
+    assert type(caught.value) is KeyError
+
+
+# --- FAIL_FAST ---------------------------------------------------------------------------------
+
+
+async def test_fail_fast_cancels_the_rest_at_the_first_failure_and_raises_it() -> None:
+    router = Recorder()
+    parallel = ParallelToolRouter(router, limit=3, policy=JoinPolicy.FAIL_FAST)
+    batch = [inv("a", 5), inv("b", 3, fail=True), inv("c", 1, fail=True), inv("d", 1), inv("e")]
+    with pytest.raises(Boom) as caught:
+        await parallel(batch)
+    assert caught.value is router.errors["c"]  # the first in time
+    assert anyio.current_time() == 1
+    assert sorted(router.cancelled) == ["a", "b"]  # running siblings saw cancellation
+    assert sorted(router.started) == ["a", "b", "c"]  # waiting invocations never start
+    started = list(router.started)
+    await anyio.sleep(100)
+    await wait_all_tasks_blocked()
+    assert router.started == started  # nothing started after call() returned
+    assert router.finished == []
+    assert router.in_flight == 0
+
+
+async def test_fail_fast_does_not_run_invocations_after_a_barrier() -> None:
+    router = Recorder()
+
+    def sequential(name: str) -> bool:
+        return name == "seq"
+
+    parallel = ParallelToolRouter(router, policy=JoinPolicy.FAIL_FAST, sequential=sequential)
+    with pytest.raises(Boom):
+        await parallel([inv("a", 1, fail=True), inv("s", name="seq"), inv("b")])
+    assert router.started == ["a"]
+
+
+async def test_fail_fast_with_one_invocation_raises_its_failure() -> None:
+    router = Recorder()
+    with pytest.raises(Boom):
+        await ParallelToolRouter(router, policy=JoinPolicy.FAIL_FAST)([inv("a", fail=True)])
+
+
+# --- ISOLATE -----------------------------------------------------------------------------------
+
+
+async def test_isolate_turns_failures_into_error_outputs_and_leaves_the_rest_alone() -> None:
+    router = Recorder()
+    outputs = await ParallelToolRouter(router, limit=2)(
+        [inv("a", 1), inv("b", 1, fail=True), inv("c", 2)]
+    )
+    assert outputs[0] == ToolOutput(id="a", name="work", content="A")
+    assert outputs[1] == ToolOutput(
+        id="b", name="work", content="tool 'work' failed: Boom: b", is_error=True
+    )
+    assert outputs[2].content == "C"
+    assert router.cancelled == []
+
+
+async def test_isolate_reports_unknown_tools_and_malformed_arguments_to_the_model() -> None:
+    @tool
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    parallel = ParallelToolRouter(ToolRouter([add]))
+    outputs = await parallel(
+        [
+            ToolInvocation(id="1", name="add", raw_arguments='{"a": 1,'),
+            ToolInvocation(id="2", name="mul", arguments={"a": 1}),
+            ToolInvocation(id="3", name="add", arguments={"a": "one", "b": 2}),
+            ToolInvocation(id="4", name="add", arguments={"a": 1, "b": 2}),
+        ]
+    )
+    assert [o.is_error for o in outputs] == [True, True, True, False]
+    assert outputs[0].content.startswith("arguments for tool 'add' are not a JSON object")
+    assert outputs[1].content == "no tool named 'mul'; known tools: 'add'"
+    assert "a: input should be a valid integer" in outputs[2].content
+    assert outputs[3].content == 3
+
+
+async def test_a_custom_describe_shapes_error_messages() -> None:
+    parallel = ParallelToolRouter(Recorder(), describe=lambda i, e: f"{i.id} broke")
+    [output] = await parallel([inv("x", fail=True)])
+    assert output.content == "x broke"
+
+
+def test_error_messages_are_short() -> None:
+    message = describe_failure(inv("x"), Boom("y" * 10_000))
+    assert len(message) <= 1000
+    assert message.startswith("tool 'work' failed: Boom: yyy")
+    assert describe_failure(inv("x"), Boom()) == "tool 'work' failed: Boom"
+    assert describe_failure(inv("x"), TimeoutError()) == "tool 'work' timed out"
+
+
+# --- timeouts ----------------------------------------------------------------------------------
+
+
+async def test_tool_timeout_under_isolate_says_it_timed_out_after_n_seconds() -> None:
+    router = Recorder()
+    parallel = ParallelToolRouter(router, tool_timeout=2.5)
+    outputs = await parallel([inv("slow", 10), inv("fast", 1)])
+    assert outputs[0] == ToolOutput(
+        id="slow", name="work", content="tool 'work' timed out after 2.5 seconds", is_error=True
+    )
+    assert outputs[1].content == "FAST"
+    assert router.cancelled == ["slow"]
+    assert anyio.current_time() == 2.5
+
+
+@pytest.mark.parametrize("policy", [JoinPolicy.JOIN_ALL, JoinPolicy.FAIL_FAST])
+async def test_a_timed_out_invocation_fails_with_elapsed(policy: JoinPolicy) -> None:
+    parallel = ParallelToolRouter(Recorder(), policy=policy, tool_timeout=1)
+    with pytest.raises(Elapsed) as caught:
+        await parallel([inv("slow", 10), inv("fast")])
+    assert caught.value.seconds == 1
+    assert "timed out after 1s" in str(caught.value)
+
+
+async def test_a_timed_out_sync_tool_returns_promptly() -> None:
+    import threading
+
+    gate = threading.Event()
+
+    @tool
+    def stuck(x: int) -> int:
+        gate.wait(10)
+        return x
+
+    parallel = ParallelToolRouter(ToolRouter([stuck]), tool_timeout=0.5)
+    try:
+        [output] = await parallel([ToolInvocation(id="1", name="stuck", arguments={"x": 1})])
+    finally:
+        gate.set()
+    assert output.content == "tool 'stuck' timed out after 0.5 seconds"
+    assert anyio.current_time() == 0.5
+
+
+# --- sequential tools --------------------------------------------------------------------------
+
+
+def is_seq(name: str) -> bool:
+    return name == "seq"
+
+
+async def test_a_sequential_tool_runs_alone_at_its_position() -> None:
+    router = Recorder()
+    parallel = ParallelToolRouter(router, limit=5, sequential=is_seq)
+    batch = [inv("a", 1), inv("b", 2), inv("s", 1, name="seq"), inv("c", 1), inv("d", 3)]
+    outputs = await parallel(batch)
+    assert [o.id for o in outputs] == ["a", "b", "s", "c", "d"]
+    assert router.spans == {"a": (0, 1), "b": (0, 2), "s": (2, 3), "c": (3, 4), "d": (3, 6)}
+
+
+async def test_sequential_tools_are_found_through_layers_around_a_tool_router() -> None:
+    spans: dict[str, tuple[float, float]] = {}
+
+    @tool
+    async def work(label: str) -> None:
+        start = anyio.current_time()
+        await anyio.sleep(1)
+        spans[label] = (start, anyio.current_time())
+
+    @tool(sequential=True)
+    async def commit(label: str) -> None:
+        start = anyio.current_time()
+        await anyio.sleep(1)
+        spans[label] = (start, anyio.current_time())
+
+    router = InFlightProbe(ToolRouter([work, commit]))
+    batch = [
+        ToolInvocation(id="1", name="work", arguments={"label": "w1"}),
+        ToolInvocation(id="2", name="commit", arguments={"label": "c1"}),
+        ToolInvocation(id="3", name="commit", arguments={"label": "c2"}),
+        ToolInvocation(id="4", name="work", arguments={"label": "w2"}),
+        ToolInvocation(id="5", name="work", arguments={"label": "w3"}),
+    ]
+    await ParallelToolRouter(router, limit=5)(batch)
+    assert spans == {"w1": (0, 1), "c1": (1, 2), "c2": (2, 3), "w2": (3, 4), "w3": (3, 4)}
+    assert router.peak == 2
+
+
+@settings(deadline=None, max_examples=50)
+@given(
+    plan=st.lists(st.tuples(st.booleans(), st.integers(0, 3)), max_size=15),
+    limit=st.integers(1, 4),
+)
+async def test_barriers_hold_for_any_batch(plan: list[tuple[bool, int]], limit: int) -> None:
+    router = Recorder()
+    batch = [
+        inv(str(n), delay, name="seq" if seq else "work") for n, (seq, delay) in enumerate(plan)
+    ]
+    outputs = await ParallelToolRouter(router, limit=limit, sequential=is_seq)(batch)
+    assert [o.id for o in outputs] == [i.id for i in batch]
+    for n, (seq, _) in enumerate(plan):
+        if not seq:
+            continue
+        start, end = router.spans[str(n)]
+        assert all(router.spans[str(m)][1] <= start for m in range(n))
+        assert all(router.spans[str(m)][0] >= end for m in range(n + 1, len(plan)))
+
+
+# --- cancellation and options ------------------------------------------------------------------
+
+
+async def test_cancelling_the_call_cancels_every_invocation_and_leaves_nothing_running() -> None:
+    router = Recorder()
+    parallel = ParallelToolRouter(router, limit=3)
+    with anyio.move_on_after(1.5):
+        await parallel([inv(str(n), 1 + n) for n in range(6)])
+    assert sorted(router.finished) == ["0"]
+    assert sorted(router.cancelled) == ["1", "2", "3"]
+    await anyio.sleep(10)
+    assert router.in_flight == 0
+    assert sorted(router.started) == ["0", "1", "2", "3"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"limit": 0}, ValueError, "limit must be an int >= 1"),
+        ({"limit": True}, ValueError, "limit must be an int >= 1"),
+        ({"policy": "isolate"}, TypeError, "policy must be a JoinPolicy"),
+        ({"tool_timeout": 0}, ValueError, "tool_timeout must be seconds > 0"),
+        ({"tool_timeout": float("nan")}, ValueError, "tool_timeout must be seconds > 0"),
+    ],
+)
+def test_bad_options_are_refused_at_construction(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        ParallelToolRouter(Recorder(), **kwargs)
+
+
+def test_the_router_must_be_a_service() -> None:
+    with pytest.raises(TypeError, match="must be a Service"):
+        ParallelToolRouter(lambda inv: inv)  # type: ignore[arg-type]
+
+
+def test_repr_shows_the_options() -> None:
+    parallel = ParallelToolRouter(ToolRouter(), limit=3, tool_timeout=2.0)
+    assert repr(parallel) == (
+        "ParallelToolRouter(ToolRouter([]), limit=3, policy=ISOLATE, tool_timeout=2.0)"
+    )
+
+
+async def test_a_limit_shared_by_every_batch_and_the_per_batch_limit_hold_together() -> None:
+    from towerpy import ConcurrencyLimitLayer
+
+    recorder = Recorder()
+    probe = InFlightProbe(recorder)
+    shared = ConcurrencyLimitLayer(4).layer(probe)
+    batches = [ParallelToolRouter(shared, limit=3) for _ in range(3)]
+    per_batch_peak: dict[int, int] = {}
+
+    async def run(n: int) -> None:
+        await batches[n]([inv(f"{n}-{k}", 1) for k in range(6)])
+
+    async with anyio.create_task_group() as tg:
+        for n in range(3):
+            tg.start_soon(run, n)
+    assert probe.peak == 4  # the shared bound
+    for n in range(3):  # and no batch ever had more than 3 running
+        spans = [recorder.spans[f"{n}-{k}"] for k in range(6)]
+        per_batch_peak[n] = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
+    assert max(per_batch_peak.values()) <= 3
+    assert anyio.current_time() == 5  # 18 one-second calls, 4 at a time
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    plan=st.lists(st.tuples(st.integers(0, 4), st.booleans()), max_size=12),
+    limit=st.integers(1, 5),
+    policy=st.sampled_from(list(JoinPolicy)),
+)
+async def test_every_policy_keeps_its_promise_whatever_the_latencies_and_failures(
+    plan: list[tuple[int, bool]], limit: int, policy: JoinPolicy
+) -> None:
+    router = Recorder()
+    batch = [inv(str(n), delay, fail) for n, (delay, fail) in enumerate(plan)]
+    failing = [n for n, (_, fail) in enumerate(plan) if fail]
+    start = anyio.current_time()
+    error: Boom | None = None
+    outputs = []
+    try:
+        outputs = await ParallelToolRouter(router, limit=limit, policy=policy)(batch)
+    except Boom as raised:
+        error = raised
+    if error is None:
+        assert policy is JoinPolicy.ISOLATE or not failing
+        assert [o.id for o in outputs] == [i.id for i in batch]
+        assert [o.is_error for o in outputs] == [fail for _, fail in plan]
+        assert router.cancelled == []
+    elif policy is JoinPolicy.JOIN_ALL:
+        assert failing
+        assert error is router.errors[str(failing[0])]
+        assert len(router.finished) + len(failing) == len(plan)
+    else:
+        # FAIL_FAST: it is the first failure in time, and the call returned right then
+        assert policy is JoinPolicy.FAIL_FAST
+        assert anyio.current_time() == router.spans[error.args[0]][1]
+        first = min(router.spans[str(n)][1] for n in failing if str(n) in router.spans)
+        assert router.spans[error.args[0]][1] == first
+        started = list(router.started)
+        await anyio.sleep(10)
+        assert router.started == started
+    assert router.in_flight == 0
+    assert router.peak <= limit
+    assert anyio.current_time() - start <= sum(delay for delay, _ in plan) + 10
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    plan=st.lists(st.tuples(st.integers(0, 4), st.booleans()), max_size=12),
+    limit=st.integers(1, 5),
+    policy=st.sampled_from(list(JoinPolicy)),
+    cancel_at=st.integers(0, 6),
+    tool_timeout=st.sampled_from([None, 2.5]),
+)
+async def test_cancelling_a_batch_at_any_moment_leaves_nothing_running(
+    plan: list[tuple[int, bool]],
+    limit: int,
+    policy: JoinPolicy,
+    cancel_at: int,
+    tool_timeout: float | None,
+) -> None:
+    router = Recorder()
+    batch = [inv(str(n), delay, fail) for n, (delay, fail) in enumerate(plan)]
+    parallel = ParallelToolRouter(router, limit=limit, policy=policy, tool_timeout=tool_timeout)
+    with anyio.move_on_after(cancel_at + 0.5), contextlib.suppress(Boom, Elapsed):
+        await parallel(batch)
+    assert router.in_flight == 0  # every invocation still running was cancelled with the call
+    started = list(router.started)
+    await anyio.sleep(20)
+    assert router.started == started
+    assert router.peak <= limit
