@@ -35,4 +35,6 @@ def test_there_is_a_page_for_each_layer() -> None:
         "rate_limit",
         "timeout",
         "load_shed",
+        "buffer",
+        "retry",
     }

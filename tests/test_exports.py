@@ -10,6 +10,7 @@ import towerpy
 
 PUBLIC_MODULES = [
     "towerpy",
+    "towerpy.buffer",
     "towerpy.errors",
     "towerpy.limit",
     "towerpy.llm",

@@ -2,6 +2,7 @@
 
 from ._builder import ServiceBuilder
 from ._service import Identity, Layer, LayerFn, Middleware, Service, ServiceFn, layer_fn, service_fn
+from .buffer import Buffer, BufferLayer
 from .errors import (
     Elapsed,
     InvalidToolArguments,
@@ -33,6 +34,15 @@ from .limit import (
     TokenBucket,
 )
 from .load_shed import LoadShed, LoadShedLayer, LoadShedStatistics
+from .retry import (
+    Backoff,
+    ConstantBackoff,
+    ExponentialBackoff,
+    Retry,
+    RetryBudget,
+    RetryLayer,
+    RetryPolicy,
+)
 from .timeout import Timeout, TimeoutLayer
 from .util import (
     MapErr,
@@ -47,12 +57,17 @@ from .util import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Backoff",
+    "Buffer",
+    "BufferLayer",
     "ConcurrencyBackend",
     "ConcurrencyLimit",
     "ConcurrencyLimitLayer",
     "ConcurrencyLimiter",
     "ConcurrencyStatistics",
+    "ConstantBackoff",
     "Elapsed",
+    "ExponentialBackoff",
     "Identity",
     "InvalidToolArguments",
     "KeyedConcurrencyLimit",
@@ -80,6 +95,10 @@ __all__ = [
     "RateLimited",
     "RateStatistics",
     "RequestTooLarge",
+    "Retry",
+    "RetryBudget",
+    "RetryLayer",
+    "RetryPolicy",
     "ScriptExhausted",
     "Service",
     "ServiceBuilder",

@@ -6,9 +6,11 @@ import inspect
 from typing import TYPE_CHECKING, Any, final
 
 from ._service import Service, callable_name
+from .buffer import BufferLayer
 from .limit.concurrency import ConcurrencyLimitLayer
 from .limit.rate import RateLimitLayer
 from .load_shed import LoadShedLayer
+from .retry.layer import RetryLayer
 from .timeout import TimeoutLayer
 from .util import MapErrLayer, MapRequestLayer, MapResponseLayer
 
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._service import Layer
+    from .retry.policy import Policy
 
 __all__ = ["ServiceBuilder"]
 
@@ -123,6 +126,14 @@ class ServiceBuilder:
     def load_shed(self) -> ServiceBuilder:
         """Adds a `LoadShed`: `Overloaded` at once when the layers below are not ready."""
         return self._with(LoadShedLayer())
+
+    def buffer(self, bound: int) -> ServiceBuilder:
+        """Adds a `Buffer`: a queue of at most ``bound`` requests in front of a worker task."""
+        return self._with(BufferLayer(bound))
+
+    def retry(self, policy: Policy[Any]) -> ServiceBuilder:
+        """Adds a `Retry`: failed calls are tried again as ``policy`` (a `RetryPolicy`) says."""
+        return self._with(RetryLayer(policy))
 
     def service(self, inner: Service[Any, Any]) -> Service[Any, Any]:
         """Wraps ``inner`` in every layer, the first added outermost.

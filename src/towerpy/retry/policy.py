@@ -1,0 +1,207 @@
+"""RetryPolicy: which failures to retry, how often, and how long to wait before each retry."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, runtime_checkable
+
+from .._service import callable_name, is_async_callable
+from .backoff import Backoff, ExponentialBackoff
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .budget import RetryBudget
+
+__all__ = ["Policy", "RetryPolicy"]
+
+ReqT = TypeVar("ReqT")
+
+RetryOn: TypeAlias = (
+    "tuple[type[BaseException], ...] | type[BaseException] | Callable[[BaseException], bool]"
+)
+
+
+@runtime_checkable
+class Policy(Protocol[ReqT]):
+    """What `RetryLayer` asks about each failure: implement these two methods for a custom policy.
+
+    `RetryPolicy` is the ready-made one; subclass it to change one decision and keep the rest.
+    """
+
+    def retry(self, request: ReqT, error: BaseException, attempt: int) -> float | None:
+        """Returns the seconds to wait before trying ``request`` again, or None to give up.
+
+        Args:
+            request: The request as the caller passed it.
+            error: The exception try number ``attempt`` raised. Never a cancellation.
+            attempt: The number of the try that failed, counting from 1.
+        """
+        ...
+
+    def clone_request(self, request: ReqT) -> ReqT:
+        """Returns the request to send for one try; called once before every try."""
+        ...
+
+
+def _retry_on_predicate(
+    retry_on: RetryOn,
+) -> tuple[tuple[type[BaseException], ...], Callable[[BaseException], bool] | None]:
+    if isinstance(retry_on, type):
+        if issubclass(retry_on, BaseException):  # a lone class: surely meant as a 1-tuple
+            return (retry_on,), None
+        raise TypeError(f"retry_on needs exception classes, got the class {retry_on.__name__}")
+    if isinstance(retry_on, tuple):
+        for entry in retry_on:
+            if not (isinstance(entry, type) and issubclass(entry, BaseException)):
+                raise TypeError(f"retry_on needs a tuple of exception classes, got {entry!r} in it")
+        return retry_on, None
+    if not callable(retry_on):
+        raise TypeError(
+            f"retry_on needs a tuple of exception classes or a function of the exception, "
+            f"got {type(retry_on).__name__}"
+        )
+    if is_async_callable(retry_on):
+        raise TypeError(
+            f"retry_on needs a plain function that returns a bool, got the async function "
+            f"{callable_name(retry_on)!r}"
+        )
+    return (), retry_on
+
+
+class RetryPolicy:
+    """The default retry policy: retry chosen errors a few times, with backoff, within a budget.
+
+    Args:
+        max_attempts: Tries in all, the first included (1: never retry).
+        backoff: How long to wait after each failed try; by default
+            ``ExponentialBackoff()`` (0.1 s, doubling, up to 30 s, with full jitter).
+        retry_on: The exception classes to retry (a tuple, or one class), or a function that
+            tells from the exception whether to retry it. Only `Exception` instances reach it:
+            cancellation and other `BaseException` are never retried.
+        budget: A `RetryBudget` (shareable between policies) that every retry must withdraw
+            from; None for no budget.
+        respect_retry_after: Wait at least as long as the error's ``retry_after`` attribute
+            (seconds) says, when it has one: a provider's ``Retry-After`` header, say.
+
+    Raises:
+        ValueError: ``max_attempts`` is below 1.
+        TypeError: An argument has the wrong type (for example ``retry_on`` holds something that
+            is not an exception class, or is an async function).
+    """
+
+    __slots__ = (
+        "_backoff",
+        "_budget",
+        "_max_attempts",
+        "_predicate",
+        "_respect_retry_after",
+        "_retry_on",
+    )
+
+    def __init__(
+        self,
+        max_attempts: int = 3,
+        *,
+        backoff: Backoff | None = None,
+        retry_on: RetryOn = (Exception,),
+        budget: RetryBudget | None = None,
+        respect_retry_after: bool = True,
+    ) -> None:
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
+            raise TypeError(f"max_attempts must be an int, got {type(max_attempts).__name__}")
+        if max_attempts < 1:
+            raise ValueError(
+                f"max_attempts counts every try, the first included, so it must be >= 1, "
+                f"got {max_attempts}"
+            )
+        if backoff is not None and not callable(getattr(backoff, "delay", None)):
+            raise TypeError(
+                f"backoff needs a delay(attempt) method (ExponentialBackoff, ConstantBackoff), "
+                f"got {type(backoff).__name__}"
+            )
+        if budget is not None and not (
+            callable(getattr(budget, "deposit", None))
+            and callable(getattr(budget, "withdraw", None))
+        ):
+            raise TypeError(f"budget needs to be a RetryBudget, got {type(budget).__name__}")
+        self._max_attempts = max_attempts
+        self._backoff: Backoff = ExponentialBackoff() if backoff is None else backoff
+        self._retry_on, self._predicate = _retry_on_predicate(retry_on)
+        self._budget = budget
+        self._respect_retry_after = bool(respect_retry_after)
+
+    def retry(self, request: Any, error: BaseException, attempt: int) -> float | None:
+        """Decides whether to try again after try number ``attempt`` failed with ``error``.
+
+        It gives up when ``max_attempts`` tries were made, when ``error`` is not retryable, or
+        when the budget allows no more retries; otherwise the wait is the backoff's delay, raised
+        to the error's ``retry_after`` when ``respect_retry_after`` is set.
+
+        Args:
+            request: The request as the caller passed it.
+            error: The exception the try raised.
+            attempt: The number of the try that failed, counting from 1.
+
+        Returns:
+            The seconds to wait before the next try, or None to give up.
+        """
+        if attempt >= self._max_attempts or not self.is_retryable(error):
+            return None
+        budget = self._budget
+        if budget is not None and not budget.withdraw():
+            error.add_note("towerpy: the retry budget is spent, so this error was not retried")
+            return None
+        delay = self._backoff.delay(attempt)
+        if self._respect_retry_after:
+            asked = getattr(error, "retry_after", None)
+            if (
+                isinstance(asked, (int, float))
+                and not isinstance(asked, bool)
+                and delay < asked < math.inf
+            ):
+                delay = float(asked)
+        return delay
+
+    def is_retryable(self, error: BaseException) -> bool:
+        """Tells whether ``error`` is one that ``retry_on`` selects (cancellation never is)."""
+        if not isinstance(error, Exception):
+            return False
+        if self._predicate is not None:
+            return bool(self._predicate(error))
+        return isinstance(error, self._retry_on)
+
+    def clone_request(self, request: ReqT) -> ReqT:
+        """Returns the request to send for one try: the request itself.
+
+        Override it when a request cannot be sent twice (a stream, a consumed body): it is
+        called once before every try, the first included.
+        """
+        return request
+
+    @property
+    def max_attempts(self) -> int:
+        """Tries in all, the first included."""
+        return self._max_attempts
+
+    @property
+    def backoff(self) -> Backoff:
+        """How long to wait after each failed try."""
+        return self._backoff
+
+    @property
+    def budget(self) -> RetryBudget | None:
+        """The budget retries withdraw from, if any."""
+        return self._budget
+
+    @property
+    def respect_retry_after(self) -> bool:
+        """Whether a wait is at least the error's ``retry_after``."""
+        return self._respect_retry_after
+
+    def __repr__(self) -> str:
+        retry_on = self._predicate if self._predicate is not None else self._retry_on
+        return (
+            f"{type(self).__name__}(max_attempts={self._max_attempts}, backoff={self._backoff!r}, "
+            f"retry_on={retry_on!r}, budget={self._budget!r})"
+        )
