@@ -58,7 +58,9 @@ def a_model(kit: Kit) -> object:
 def test_the_demo_runs_its_scenario_against_a_real_provider(
     provider: Kit, fake_provider: FakeProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fake_provider.queue(*[a_model(provider)] * 20)
+    # the first call meets an overloaded server: the demo's RetryLayer tries it again
+    overloaded = Reply(503, provider.error("overloaded"), {"retry-after-ms": "10"})
+    fake_provider.queue(overloaded, *[a_model(provider)] * 20)
     url = fake_provider.url + ("/v1" if provider.name == "openai" else "")
     status = main(["demo", "--model", f"{provider.name}:fake-model", "--base-url", url, "--ascii"])
     out = capsys.readouterr().out
@@ -68,7 +70,7 @@ def test_the_demo_runs_its_scenario_against_a_real_provider(
     for plan in PLANS:
         assert f"done: {plan.prompt}" in out
     requests = fake_provider.requests
-    assert len(requests) == 2 * len(PLANS)  # each agent: a tool call, then its answer
+    assert len(requests) == 1 + 2 * len(PLANS)  # each agent: a tool call, then its answer
     tool_names = provider.tool_names(requests[0])
     assert sorted(tool_names) == ["add", "fetch", "read_file", "run_tests", "search"]
 
@@ -113,3 +115,4 @@ def test_a_provider_that_refuses_shows_as_each_agents_failure(
     answers = out[out.index("Answers") :].splitlines()[1:]
     assert len(answers) == len(PLANS)
     assert all("(failed: openai: HTTP 401" in line for line in answers)
+    assert len(fake_provider.requests) == len(PLANS)  # a 401 is not retried

@@ -18,7 +18,9 @@ from ..llm import (
     ParallelToolsLayer,
     ScriptedModel,
     ToolCall,
+    is_retryable,
 )
+from ..retry import RetryPolicy
 from ..tools import ToolInvocation, ToolRouter, tool
 from .timeline import Recorded, Row, Timeline, mark_started
 
@@ -260,7 +262,7 @@ def build(
     Args:
         timeline: Where calls are recorded.
         model: A real model (``--model``) shared by every agent, instead of each agent's
-            scripted one, with a timeout on each call.
+            scripted one, with retries of what `is_retryable` allows and a timeout on each call.
     """
     from .. import KeyedConcurrencyLimitLayer, RateLimitLayer, TokenBucket
 
@@ -279,9 +281,10 @@ def build(
             ServiceBuilder()
             .layer(ParallelToolsLayer(agent_tools, limit=plan.limit))
             .layer(layer_fn(_model_recorder(timeline, name)))
-            .layer(RateLimitLayer(limiter=bucket))
-            .layer(layer_fn(_MarkStart))
         )
+        if model is not None:  # a real provider fails now and then; each retry pays the rate
+            stack = stack.retry(RetryPolicy(3, retry_on=is_retryable))
+        stack = stack.layer(RateLimitLayer(limiter=bucket)).layer(layer_fn(_MarkStart))
         if model is None:
             step = stack.service(ScriptedModel(plan.script, latency=_model_latency))
         else:
