@@ -14,7 +14,8 @@ import pytest
 from towerpy.__main__ import main
 from towerpy._demo.scenario import PLANS
 
-from ..llm.fake_provider import KITS, FakeProvider, Kit, Recorded, Reply
+from ..llm.fake_provider import FakeProvider, Recorded, Reply
+from ..llm.provider_kit import KITS, Kit
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

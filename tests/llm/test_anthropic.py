@@ -11,7 +11,8 @@ from towerpy.llm import AnthropicModel, ChatRequest, Message, ToolCall, Usage
 from towerpy.llm._anthropic_wire import wire_tool_id
 from towerpy.tools import ToolInvocation, ToolOutput, ToolSpec
 
-from .fake_provider import InProcessProvider, Reply, anthropic_client, anthropic_message
+from .fake_provider import InProcessProvider, Reply, anthropic_client
+from .provider_kit import anthropic_message
 
 pytestmark = pytest.mark.anyio
 

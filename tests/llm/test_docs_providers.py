@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .fake_provider import ANTHROPIC, OPENAI, FakeProvider, Recorded, Reply
+from .fake_provider import FakeProvider, Recorded, Reply
+from .provider_kit import ANTHROPIC, OPENAI
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PAGE = ROOT / "docs" / "providers.md"

@@ -19,7 +19,8 @@ from towerpy.errors import (
 )
 from towerpy.llm import AnthropicModel, ChatRequest, Message, OpenAIChatModel, is_retryable
 
-from .fake_provider import KITS, OPENAI, InProcessProvider, Kit, Reply, httpx_module, openai_error
+from .fake_provider import InProcessProvider, Reply, httpx_module
+from .provider_kit import KITS, OPENAI, Kit, openai_error
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,8 @@ from towerpy.errors import ProviderError, RateLimited
 from towerpy.llm import ChatRequest, Message, OpenAIChatModel, ToolCall, Usage
 from towerpy.tools import ToolInvocation, ToolOutput, ToolSpec
 
-from .fake_provider import InProcessProvider, Reply, openai_client, openai_completion, openai_error
+from .fake_provider import InProcessProvider, Reply, openai_client
+from .provider_kit import openai_completion, openai_error
 
 pytestmark = pytest.mark.anyio
 

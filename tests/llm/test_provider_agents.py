@@ -14,7 +14,8 @@ import pytest
 from towerpy.llm import Agent
 from towerpy.tools import ToolRouter, tool
 
-from .fake_provider import KITS, FakeProvider, Kit, Recorded, Reply, anthropic_message
+from .fake_provider import FakeProvider, Recorded, Reply
+from .provider_kit import KITS, Kit, anthropic_message
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_clock]
 

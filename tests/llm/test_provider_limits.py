@@ -13,7 +13,8 @@ import pytest
 from towerpy import Elapsed, RateLimitLayer, ServiceBuilder, TimeoutLayer, TokenBucket
 from towerpy.llm import ChatRequest, Message, StepOutcome, is_retryable
 
-from .fake_provider import KITS, FakeProvider, InProcessProvider, Kit, Reply
+from .fake_provider import FakeProvider, InProcessProvider, Reply
+from .provider_kit import KITS, Kit
 
 pytestmark = pytest.mark.anyio
 

@@ -21,7 +21,8 @@ from towerpy import (
 )
 from towerpy.llm import ChatRequest, Message, StepOutcome, is_retryable
 
-from .fake_provider import KITS, FakeProvider, InProcessProvider, Kit, Reply
+from .fake_provider import FakeProvider, InProcessProvider, Reply
+from .provider_kit import KITS, Kit
 
 pytestmark = pytest.mark.anyio
 

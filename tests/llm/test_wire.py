@@ -13,7 +13,8 @@ from towerpy.errors import ProviderError, ProviderUnavailable, RateLimited
 from towerpy.llm import ChatRequest, Message, ToolCall, is_retryable
 from towerpy.tools import ToolOutput
 
-from .fake_provider import KITS, FakeProvider, Kit, Recorded, Reply
+from .fake_provider import FakeProvider, Recorded, Reply
+from .provider_kit import KITS, Kit
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_clock]
 
