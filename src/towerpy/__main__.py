@@ -22,7 +22,8 @@ where it waited for a limit), then a summary: calls, peak concurrency per limit,
 timeouts, and the wall time against running every call one after another.
 
 By default the demo runs in virtual time: every sleep is skipped, so it finishes at once and
-prints the same timeline every time. --real-time runs it on the real clock (about 8 s).
+prints the same timeline every time (on trio, calls that end at the same instant may be
+woken in either order). --real-time runs it on the real clock (about 8 s).
 
 --model openai:MODEL or --model anthropic:MODEL runs the same agents, tools and limits against
 a real model instead of the script, on the real clock (the key comes from OPENAI_API_KEY or
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--real-time",
         action="store_true",
-        help="run on the real clock instead of virtual time (takes about 7 s)",
+        help="run on the real clock instead of virtual time (takes about 8 s)",
     )
     demo.add_argument(
         "--backend",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import anyio
 import pytest
 
@@ -11,7 +13,9 @@ from towerpy._demo.timeline import Row, Timeline
 
 
 @pytest.mark.anyio
-async def test_the_scenario_keeps_every_limit_and_recovers_from_its_timeout() -> None:
+async def test_the_scenario_keeps_every_limit_and_recovers_from_its_timeout(
+    anyio_backend_name: str,
+) -> None:
     timeline = Timeline()
     agents = build(timeline)
     timeline.begin()
@@ -20,11 +24,16 @@ async def test_the_scenario_keeps_every_limit_and_recovers_from_its_timeout() ->
     models = [r for r in timeline.rows if r.kind == "model"]
     assert len(models) == 9
     assert len(tools) == 16
+    # Calls of different agents often end at the same virtual instant. asyncio wakes them in a
+    # fixed order, so the demo's timeline (and the peaks it prints) is always the same there;
+    # trio breaks such ties at random (and by object identity), so on trio only the limits
+    # themselves are certain, not that each one is reached.
+    reached = operator.eq if anyio_backend_name == "asyncio" else operator.le
     for plan in PLANS:
-        assert peak(r for r in tools if r.agent == plan.name) == plan.limit
+        assert reached(peak(r for r in tools if r.agent == plan.name), plan.limit)
         assert results[plan.name].steps == 3
     for name, limit in TOOL_LIMITS.items():
-        assert peak(r for r in tools if r.name == name) == limit
+        assert reached(peak(r for r in tools if r.name == name), limit)
     [timed_out] = [r for r in tools if r.status == "timeout"]
     assert (timed_out.agent, timed_out.name) == ("research", "fetch")
     assert timed_out.ran == pytest.approx(TOOL_TIMEOUT, abs=1e-9)
