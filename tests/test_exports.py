@@ -14,6 +14,8 @@ PUBLIC_MODULES = [
     "towerpy.errors",
     "towerpy.limit",
     "towerpy.llm",
+    "towerpy.llm.anthropic",
+    "towerpy.llm.openai",
     "towerpy.load_shed",
     "towerpy.retry",
     "towerpy.testing",

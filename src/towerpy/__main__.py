@@ -23,7 +23,11 @@ timeouts, and the wall time against running every call one after another.
 
 By default the demo runs in virtual time: every sleep is skipped, so it finishes at once and
 prints the same timeline every time (on trio, calls that end at the same instant may be
-woken in either order). --real-time runs it on the real clock (about 8 s)."""
+woken in either order). --real-time runs it on the real clock (about 8 s).
+
+--model openai:MODEL or --model anthropic:MODEL runs the same agents, tools and limits against
+a real model instead of the script, on the real clock (the key comes from OPENAI_API_KEY or
+ANTHROPIC_API_KEY); --base-url sends it to an OpenAI-compatible server such as vLLM or Ollama."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +59,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--width", type=int, default=80, help="terminal width to draw for (default: 80)"
     )
+    demo.add_argument(
+        "--model",
+        metavar="PROVIDER:MODEL",
+        help="run the same scenario against a real model, openai:MODEL or anthropic:MODEL "
+        "(needs OPENAI_API_KEY or ANTHROPIC_API_KEY, and towerpy[openai] or towerpy[anthropic]); "
+        "runs on the real clock. Default: the scripted model, offline",
+    )
+    demo.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the server to send --model to: an OpenAI-compatible one such as vLLM or Ollama "
+        "(http://localhost:11434/v1), which needs no API key",
+    )
     return parser
 
 
@@ -72,10 +89,28 @@ def main(argv: list[str] | None = None) -> int:
             import trio  # noqa: F401
         except ImportError:
             parser.error("--backend trio needs trio: pip install trio")
+    model = None
+    if args.base_url is not None and args.model is None:
+        parser.error("--base-url goes with --model, e.g. --model openai:llama3.1")
+    if args.model is not None:
+        from .llm._select import MissingApiKey, model_from_spec
+
+        try:
+            model = model_from_spec(args.model, base_url=args.base_url)
+        except ValueError as exc:
+            parser.error(f"--model: {exc}")
+        except (MissingApiKey, ImportError) as exc:
+            print(f"python -m towerpy demo: {exc}", file=sys.stderr)
+            return 2
     from ._demo import main as demo
 
     return demo(
-        real_time=args.real_time, backend=args.backend, ascii_only=args.ascii, width=args.width
+        real_time=args.real_time,
+        backend=args.backend,
+        ascii_only=args.ascii,
+        width=args.width,
+        model=model,
+        model_name=args.model,
     )
 
 

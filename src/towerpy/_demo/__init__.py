@@ -14,7 +14,8 @@ from .timeline import Row, Timeline
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from ..llm import AgentResult
+    from .._service import Service
+    from ..llm import AgentResult, ChatRequest, StepOutcome
 
 __all__ = ["main", "peak", "summary"]
 
@@ -86,19 +87,39 @@ def _fit(line: str, width: int) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-async def _demo(width: int, ascii_only: bool) -> tuple[str, str]:
+async def _demo(
+    width: int, ascii_only: bool, model: Service[ChatRequest, StepOutcome] | None
+) -> tuple[str, str]:
     timeline = Timeline()
-    agents = build(timeline)
+    agents = build(timeline, model)
     timeline.begin()
-    results = await run_agents(agents)
+    if model is None:
+        results = await run_agents(agents)
+    else:
+        async with model:  # closes the client the model built
+            results = await run_agents(agents)
     names = [plan.name for plan in PLANS]
     return timeline.render(names, width=width, ascii_only=ascii_only), summary(
         timeline, results, width
     )
 
 
-def main(*, real_time: bool, backend: str, ascii_only: bool, width: int) -> int:
-    """Runs the demo and prints the timeline and the summary; returns the exit status."""
+def main(
+    *,
+    real_time: bool,
+    backend: str,
+    ascii_only: bool,
+    width: int,
+    model: Service[ChatRequest, StepOutcome] | None = None,
+    model_name: str | None = None,
+) -> int:
+    """Runs the demo and prints the timeline and the summary; returns the exit status.
+
+    With ``model`` (a real provider, from ``--model``), every agent talks to it instead of its
+    scripted model, on the real clock.
+    """
+    if model is not None:
+        real_time = True  # a real server answers in real time
     options: dict[str, Any] = {}
     if not real_time:
         if backend == "trio":
@@ -118,8 +139,12 @@ def main(*, real_time: bool, backend: str, ascii_only: bool, width: int) -> int:
             width,
         )
     )
+    if model_name:
+        print(_fit(f"every agent talks to the real model {model_name}", width))
     print()
-    timeline, text = anyio.run(_demo, width, ascii_only, backend=backend, backend_options=options)
+    timeline, text = anyio.run(
+        _demo, width, ascii_only, model, backend=backend, backend_options=options
+    )
     print(timeline)
     print()
     print(text)

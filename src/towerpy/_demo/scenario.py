@@ -9,7 +9,18 @@ from typing_extensions import override
 
 from .._builder import ServiceBuilder
 from .._service import Middleware, layer_fn
-from ..llm import Agent, ChatRequest, Message, ParallelToolsLayer, ScriptedModel, ToolCall
+from ..errors import MaxStepsExceeded, ProviderError
+from ..llm import (
+    Agent,
+    AgentResult,
+    ChatRequest,
+    Message,
+    ParallelToolsLayer,
+    ScriptedModel,
+    ToolCall,
+    is_retryable,
+)
+from ..retry import RetryPolicy
 from ..tools import ToolInvocation, ToolRouter, tool
 from .timeline import Recorded, Row, Timeline, mark_started
 
@@ -17,13 +28,24 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
     from .._service import Service
-    from ..llm import AgentResult, ScriptEntry
+    from ..llm import ScriptEntry, StepOutcome
 
-__all__ = ["MODEL_RATE", "TOOL_LIMITS", "TOOL_TIMEOUT", "AgentPlan", "build", "run_agents"]
+__all__ = [
+    "MODEL_RATE",
+    "REAL_MODEL_STEPS",
+    "REAL_MODEL_TIMEOUT",
+    "TOOL_LIMITS",
+    "TOOL_TIMEOUT",
+    "AgentPlan",
+    "build",
+    "run_agents",
+]
 
 MODEL_RATE = (1.0, 2.0)  # model calls per second, burst: one budget shared by every agent
 TOOL_LIMITS: dict[Hashable, int] = {"search": 2, "run_tests": 1}  # per tool, across every agent
 TOOL_TIMEOUT = 2.0  # seconds a fetch may take
+REAL_MODEL_TIMEOUT = 60.0  # seconds one call to a real model (--model) may take
+REAL_MODEL_STEPS = 8  # a real model may take a few more turns than the script
 
 
 async def _work(seconds: float) -> None:
@@ -188,13 +210,15 @@ def _last_answer(timeline: Timeline, agent: str) -> float | None:
 
 
 def _detail(invocation: ToolInvocation) -> str:
+    # a real model (--model) may send arguments that do not fit: the label must not fail
     arguments = invocation.arguments
     if invocation.name == "fetch":
-        return str(arguments["url"]).removeprefix("https://").split(".")[0]
+        return str(arguments.get("url", "")).removeprefix("https://").split(".")[0]
     if invocation.name == "read_file":
-        return str(arguments["path"]).rsplit("/", 1)[-1]
+        return str(arguments.get("path", "")).rsplit("/", 1)[-1]
     if invocation.name == "add":
-        return f"{len(arguments['numbers'])} numbers"
+        numbers = arguments.get("numbers")
+        return f"{len(numbers) if isinstance(numbers, list) else 0} numbers"
     return str(next(iter(arguments.values()), ""))
 
 
@@ -230,8 +254,16 @@ def _model_recorder(timeline: Timeline, agent: str) -> Callable[[Service[Any, An
     return lambda inner: Recorded(inner, timeline, _model_row(agent))
 
 
-def build(timeline: Timeline) -> list[tuple[AgentPlan, Agent]]:
-    """Builds the agents: one shared rate limit, per-agent and per-tool limits, a tool timeout."""
+def build(
+    timeline: Timeline, model: Service[ChatRequest, StepOutcome] | None = None
+) -> list[tuple[AgentPlan, Agent]]:
+    """Builds the agents: one shared rate limit, per-agent and per-tool limits, a tool timeout.
+
+    Args:
+        timeline: Where calls are recorded.
+        model: A real model (``--model``) shared by every agent, instead of each agent's
+            scripted one, with retries of what `is_retryable` allows and a timeout on each call.
+    """
     from .. import KeyedConcurrencyLimitLayer, RateLimitLayer, TokenBucket
 
     rate, burst = MODEL_RATE
@@ -245,15 +277,20 @@ def build(timeline: Timeline) -> list[tuple[AgentPlan, Agent]]:
     for plan in PLANS:
         name = plan.name
         agent_tools = Recorded(tools, timeline, _tool_row(name), asked=_asked(timeline, name))
-        step = (
+        stack = (
             ServiceBuilder()
             .layer(ParallelToolsLayer(agent_tools, limit=plan.limit))
             .layer(layer_fn(_model_recorder(timeline, name)))
-            .layer(RateLimitLayer(limiter=bucket))
-            .layer(layer_fn(_MarkStart))
-            .service(ScriptedModel(plan.script, latency=_model_latency))
         )
-        agents.append((plan, Agent(step, tools=agent_tools, max_steps=5)))
+        if model is not None:  # a real provider fails now and then; each retry pays the rate
+            stack = stack.retry(RetryPolicy(3, retry_on=is_retryable))
+        stack = stack.layer(RateLimitLayer(limiter=bucket)).layer(layer_fn(_MarkStart))
+        if model is None:
+            step = stack.service(ScriptedModel(plan.script, latency=_model_latency))
+        else:
+            step = stack.timeout(REAL_MODEL_TIMEOUT).service(model)
+        max_steps = 5 if model is None else REAL_MODEL_STEPS
+        agents.append((plan, Agent(step, tools=agent_tools, max_steps=max_steps)))
     return agents
 
 
@@ -262,7 +299,11 @@ async def run_agents(agents: list[tuple[AgentPlan, Agent]]) -> dict[str, AgentRe
     results: dict[str, AgentResult] = {}
 
     async def run(plan: AgentPlan, agent: Agent) -> None:
-        results[plan.name] = await agent.run(plan.prompt)
+        try:
+            results[plan.name] = await agent.run(plan.prompt)
+        except (ProviderError, MaxStepsExceeded) as exc:
+            # only a real model (--model) fails this way: show it as that agent's answer
+            results[plan.name] = AgentResult(output=f"(failed: {exc})", steps=0)
 
     async with anyio.create_task_group() as tg:
         for plan, agent in agents:

@@ -1,17 +1,22 @@
 """LLM step services and the agent loop."""
 
 from ..errors import MaxStepsExceeded, ScriptExhausted
+from ._errors import is_retryable
 from .agent import Agent, AgentResult
+from .anthropic import AnthropicModel
 from .messages import ChatRequest, Message, Role, StepOutcome, ToolCall, Usage
+from .openai import OpenAIChatModel
 from .parallel_tools import ParallelTools, ParallelToolsLayer
 from .scripted import ScriptedModel, ScriptEntry
 
 __all__ = [
     "Agent",
     "AgentResult",
+    "AnthropicModel",
     "ChatRequest",
     "MaxStepsExceeded",
     "Message",
+    "OpenAIChatModel",
     "ParallelTools",
     "ParallelToolsLayer",
     "Role",
@@ -21,4 +26,5 @@ __all__ = [
     "StepOutcome",
     "ToolCall",
     "Usage",
+    "is_retryable",
 ]

@@ -1,0 +1,173 @@
+"""`OpenAIChatModel`: one Chat Completions call per step, through the official ``openai`` SDK."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, final
+
+from pydantic import ValidationError
+from typing_extensions import override
+
+from .._service import Service
+from ._errors import from_sdk_error, unreadable_answer
+from ._openai_wire import to_outcome, to_wire_messages, to_wire_tools
+from ._sdk import check_params, check_sdk_max_retries, import_sdk
+from .messages import ChatRequest, StepOutcome
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from types import TracebackType
+
+    import openai
+
+__all__ = ["OpenAIChatModel"]
+
+_OWNED = ("model", "messages", "tools", "stream", "max_tokens")
+
+
+@final
+class OpenAIChatModel(Service[ChatRequest, StepOutcome]):
+    """A step service that makes one Chat Completions call per request.
+
+    It serves OpenAI and any OpenAI-compatible server (vLLM, Ollama, LM Studio, Groq, Together,
+    OpenRouter, Azure OpenAI) through the client's ``base_url``. It sends only portable fields:
+    ``model``, ``messages``, ``tools`` when the request has some, ``max_tokens`` when set, and
+    whatever ``params`` adds.
+
+    ``ready()`` returns at once: the service has no capacity of its own (put a
+    `ConcurrencyLimitLayer` or `RateLimitLayer` in front of it for that). ``call()`` converts the
+    request, awaits the SDK and converts the answer: ``done`` is True exactly when the model asked
+    for no tool; argument text that is not a JSON object is kept in ``raw_arguments`` so the tool
+    router rejects that call and the model can correct it. The object is safe to share between
+    any number of tasks.
+
+    The SDK's own retries are off (``max_retries=0``, also on a client you pass in, through
+    ``client.with_options``) so that `RetryLayer` is the one place retries happen; otherwise the
+    two multiply (3 SDK tries x 3 RetryLayer tries = 9 requests).
+
+    Args:
+        model: The model name (on Azure, the deployment name). A request's own ``model`` wins.
+        client: An ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``) to use. Without one, the
+            service builds one from ``base_url`` and ``api_key`` (default: the
+            ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` environment variables) and closes it on
+            ``__aexit__``; a client you pass is yours to close.
+        base_url: The server's URL, e.g. ``"http://localhost:11434/v1"`` for Ollama. Only without
+            ``client``.
+        api_key: The API key. Only without ``client``.
+        sdk_max_retries: The SDK's own retries; ``None`` keeps the client's setting.
+        max_tokens: Sent as ``max_tokens`` when set (newer OpenAI models want
+            ``params={"max_completion_tokens": n}`` instead).
+        params: More keyword arguments for every ``chat.completions.create`` call
+            (``temperature``, ``tool_choice``, ``parallel_tool_calls``, ``extra_body``, ...),
+            checked against the SDK's signature here.
+
+    Raises:
+        ImportError: The ``openai`` package is not installed (``pip install 'towerpy[openai]'``).
+        ValueError: ``client`` together with ``base_url``/``api_key``, a negative
+            ``sdk_max_retries`` or ``max_tokens``, or ``params`` setting a field the service sets.
+        TypeError: ``params`` names a parameter the SDK does not take.
+        ProviderError: From ``call()``: the provider failed (`RateLimited` on 429,
+            `ProviderUnavailable` on 5xx, timeouts and connection errors), with ``status_code``,
+            ``retry_after``, ``retryable`` and the SDK's exception as ``__cause__``. A 200 answer
+            that carries an error or no choice raises too.
+    """
+
+    __slots__ = ("_client", "_create", "_error", "_extra", "_owns_client", "_sdk", "model")
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        client: openai.AsyncOpenAI | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        sdk_max_retries: int | None = 0,
+        max_tokens: int | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        sdk = import_sdk("openai", "openai", "OpenAIChatModel")
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"OpenAIChatModel needs a model name, got {model!r}")
+        check_sdk_max_retries(sdk_max_retries)
+        if max_tokens is not None and (isinstance(max_tokens, bool) or max_tokens < 1):
+            raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
+        if client is None:
+            options: dict[str, Any] = {"base_url": base_url, "api_key": api_key}
+            if sdk_max_retries is not None:
+                options["max_retries"] = sdk_max_retries
+            client = sdk.AsyncOpenAI(**options)
+            self._owns_client = True
+        else:
+            if base_url is not None or api_key is not None:
+                raise ValueError(
+                    "OpenAIChatModel: pass either client= or base_url=/api_key=, not both "
+                    "(configure the client you pass instead)"
+                )
+            if not isinstance(client, sdk.AsyncOpenAI):
+                raise TypeError(
+                    f"OpenAIChatModel needs an openai.AsyncOpenAI client, got "
+                    f"{type(client).__name__}"
+                )
+            if sdk_max_retries is not None and client.max_retries != sdk_max_retries:
+                client = client.with_options(max_retries=sdk_max_retries)  # shares the pool
+            self._owns_client = False
+        self.model = model
+        self._sdk = sdk
+        self._client = client
+        self._create = client.chat.completions.create
+        self._error: type[Exception] = sdk.APIError
+        self._extra = check_params("OpenAIChatModel", params, self._create, _OWNED)
+        if max_tokens is not None:
+            self._extra["max_tokens"] = max_tokens
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        """The SDK client the service calls (with the SDK's retries as configured)."""
+        return self._client
+
+    def wire_request(self, request: ChatRequest) -> dict[str, Any]:
+        """Returns the keyword arguments ``call()`` passes to ``chat.completions.create``.
+
+        Raises:
+            ValueError: The conversation cannot be sent (a tool message without
+                ``tool_call_id``).
+        """
+        kwargs: dict[str, Any] = {
+            "model": request.model or self.model,
+            "messages": to_wire_messages(request.messages),
+        }
+        if request.tools:
+            kwargs["tools"] = to_wire_tools(request.tools)
+        if self._extra:
+            kwargs.update(self._extra)
+        return kwargs
+
+    @override
+    async def call(self, request: ChatRequest) -> StepOutcome:
+        kwargs = self.wire_request(request)
+        try:
+            completion = await self._create(**kwargs)
+        except self._error as exc:
+            raise from_sdk_error(self._sdk, "openai", exc) from exc
+        try:
+            return to_outcome(request, completion)
+        except (ValidationError, AttributeError, TypeError) as exc:
+            # a lax compatible server sent something the SDK let through unchecked
+            request_id = getattr(completion, "_request_id", None)
+            raise unreadable_answer("openai", exc, request_id=request_id) from exc
+
+    async def aclose(self) -> None:
+        """Closes the client if the service built it; a client you passed stays open."""
+        if self._owns_client:
+            await self._client.close()
+
+    @override
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatModel({self.model!r}, base_url={str(self._client.base_url)!r})"
