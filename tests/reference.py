@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 from collections import deque
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from typing_extensions import override
 
 from towerpy import Service, _reserve
+from towerpy.testing import wait_all_tasks_blocked
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
@@ -85,3 +90,17 @@ class ReferenceLimit(Service[ReqT, RespT]):
 
 def held(service: Any) -> bool:
     return _reserve.held(service) is not None
+
+
+async def settle(until: Callable[[], bool] | None = None) -> None:
+    """Lets the releases queued by finished tasks run; collects garbage if that is not enough.
+
+    A finished task is freed by reference counting, so its reservations are usually back by the
+    time every task is blocked. Only when ``until()`` is still false (or without ``until``) does
+    this run a full ``gc.collect()``, which is slow once the test session's heap is large.
+    """
+    await wait_all_tasks_blocked()
+    if until is not None and until():
+        return
+    gc.collect()
+    await wait_all_tasks_blocked()

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import gc
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
@@ -20,18 +19,12 @@ from towerpy import (
 )
 from towerpy.testing import InFlightProbe, mock_service, wait_all_tasks_blocked
 
-from .reference import ReferenceLimit, held
+from .reference import ReferenceLimit, held, settle
 
 if TYPE_CHECKING:
     from types import TracebackType
 
 pytestmark = pytest.mark.anyio
-
-
-async def settle() -> None:
-    """Collects garbage and lets the releases it queued on the loop run."""
-    gc.collect()
-    await wait_all_tasks_blocked()
 
 
 class Outcomes:
@@ -586,7 +579,7 @@ async def test_every_request_is_answered_once_or_dropped_because_its_caller_left
         assert run.available == bound
         assert not run.queue
     assert len(anyio.get_running_tasks()) == tasks_before
-    await settle()
+    await settle(until=lambda: limit.in_use == 0)
     assert limit.in_use == 0
 
     assert outcomes.keys() == set(range(len(plans)))

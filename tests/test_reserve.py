@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import threading
 from typing import Any
 
@@ -14,19 +13,13 @@ from hypothesis import strategies as st
 from towerpy import _reserve, service_fn
 from towerpy.testing import InFlightProbe, mock_service, wait_all_tasks_blocked
 
-from .reference import ReferenceLimit, held
+from .reference import ReferenceLimit, held, settle
 
 pytestmark = pytest.mark.anyio
 
 
 async def echo(x: Any) -> Any:
     return x
-
-
-async def settle() -> None:
-    """Collects garbage and lets the releases it queued on the loop run."""
-    gc.collect()
-    await wait_all_tasks_blocked()
 
 
 async def test_call_alone_acquires_and_the_second_caller_waits() -> None:
@@ -433,7 +426,7 @@ async def test_random_interleavings_never_exceed_and_never_leak_capacity(
     async with anyio.create_task_group() as tg:
         for script in scripts:
             tg.start_soon(run, script)
-    await settle()
+    await settle(until=lambda: (outer.in_use, inner.in_use) == (0, 0))
     assert peak <= min(outer_limit, inner_limit)
     assert probe.in_flight == 0
     assert (outer.in_use, inner.in_use) == (0, 0)

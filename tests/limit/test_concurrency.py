@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 from typing import Any
 
 import anyio
@@ -23,17 +22,13 @@ from towerpy import (
 )
 from towerpy.testing import InFlightProbe, mock_service, wait_all_tasks_blocked
 
+from ..reference import settle
+
 pytestmark = pytest.mark.anyio
 
 
 async def echo(x: Any) -> Any:
     return x
-
-
-async def settle() -> None:
-    """Collects garbage and lets the releases it queued on the loop run."""
-    gc.collect()
-    await wait_all_tasks_blocked()
 
 
 def assert_full(limit: ConcurrencyLimit[Any, Any]) -> None:
@@ -279,7 +274,7 @@ async def test_peak_in_flight_never_exceeds_the_limit_and_nothing_leaks(
     async with anyio.create_task_group() as tg:
         for arrival, latency, kind in calls:
             tg.start_soon(client, arrival, latency, kind)
-    await settle()
+    await settle(until=lambda: limit.statistics().in_flight == 0)
     assert probe.peak <= limit_size
     assert probe.in_flight == 0
     assert_full(limit)

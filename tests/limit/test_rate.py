@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
 from typing import Any
 
@@ -26,16 +25,13 @@ from towerpy import (
 )
 from towerpy.testing import mock_service, wait_all_tasks_blocked
 
+from ..reference import settle
+
 pytestmark = pytest.mark.anyio
 
 
 async def echo(x: Any) -> Any:
     return x
-
-
-async def settle() -> None:
-    gc.collect()
-    await wait_all_tasks_blocked()
 
 
 class Log(Middleware[Any, Any]):
