@@ -128,7 +128,9 @@ async def test_malformed_arguments_reach_the_model_as_an_error_and_the_next_turn
     def corrected(recorded: Recorded) -> Reply:
         ((call_id, content, is_error),) = tool_results(provider, recorded)
         assert (call_id, is_error) == ("c1", True)
-        assert "not a JSON object" in content
+        # OpenAI sent broken text; Anthropic's call was cut off: the model is told which
+        told = "not a JSON object" if provider.name == "openai" else "were cut off"
+        assert told in content
         return provider.tool_calls([("c2", "get_weather", '{"city": "Oslo"}')])
 
     fake_provider.queue(broken, corrected, provider.text("21 in Oslo."))

@@ -61,6 +61,14 @@ async def test_arguments_that_were_not_json_are_rejected_before_the_tool_runs() 
     assert calls == 0
 
 
+async def test_arguments_kept_back_from_a_cut_off_call_are_reported_as_cut_off() -> None:
+    # a provider that stopped mid-call (max_tokens) keeps even a parseable object back
+    router = ToolRouter([add])
+    invocation = ToolInvocation(id="c1", name="add", raw_arguments='{"a": 1}')
+    with pytest.raises(InvalidToolArguments, match="'add' were cut off before they were complete"):
+        await router(invocation)
+
+
 async def test_long_unparseable_arguments_are_shortened_in_the_message() -> None:
     router = ToolRouter([add])
     invocation = ToolInvocation(id="c1", name="add", raw_arguments="x" * 5000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, final
 
 from typing_extensions import override
@@ -105,12 +106,7 @@ class ToolRouter(Service[ToolInvocation, ToolOutput]):
         if tool is None:
             raise ToolNotFound(self._not_found(request.name))
         if request.raw_arguments is not None:
-            raw = request.raw_arguments
-            shown = raw if len(raw) <= _RAW_SHOWN else raw[:_RAW_SHOWN] + "…"
-            raise InvalidToolArguments(
-                f"arguments for tool {request.name!r} are not a JSON object: {shown!r}; send "
-                f"one JSON object with the tool's parameters"
-            )
+            raise InvalidToolArguments(_unusable_arguments(request.name, request.raw_arguments))
         content = await tool(request.arguments)
         return ToolOutput(id=request.id, name=request.name, content=content)
 
@@ -120,3 +116,21 @@ class ToolRouter(Service[ToolInvocation, ToolOutput]):
 
     def __repr__(self) -> str:
         return f"ToolRouter({self.names!r})"
+
+
+def _unusable_arguments(name: str, raw: str) -> str:
+    shown = raw if len(raw) <= _RAW_SHOWN else raw[:_RAW_SHOWN] + "…"
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        # an object that was still kept back: the provider cut the call off before it ended
+        return (
+            f"arguments for tool {name!r} were cut off before they were complete: {shown!r}; "
+            f"call the tool again with all of its parameters"
+        )
+    return (
+        f"arguments for tool {name!r} are not a JSON object: {shown!r}; send one JSON object "
+        f"with the tool's parameters"
+    )
