@@ -104,6 +104,20 @@ async def test_retry_after_shorter_than_the_backoff_changes_nothing() -> None:
     assert [t - start for t, _ in body.attempts] == [0.0, 0.5]
 
 
+async def test_a_retry_after_past_max_retry_after_raises_at_once_instead_of_waiting() -> None:
+    class QuotaSpent(Exception):
+        retry_after = 86_400.0
+
+    body = Flaky(1, QuotaSpent)
+    start = anyio.current_time()
+    policy = RetryPolicy(backoff=ConstantBackoff(0.5), max_retry_after=60)
+    with pytest.raises(QuotaSpent) as caught:
+        await retrying(body, policy)("x")
+    assert anyio.current_time() == start
+    assert len(body.attempts) == 1
+    assert any("max_retry_after=60s" in note for note in caught.value.__notes__)
+
+
 async def test_errors_that_are_not_retryable_propagate_at_once() -> None:
     error = KeyError("nope")
     body = Flaky(5, error)

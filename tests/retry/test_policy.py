@@ -126,6 +126,35 @@ def test_retry_after_is_ignored_when_not_respected() -> None:
     assert policy.retry("req", Throttled(2.0), 1) == 0.5
 
 
+def test_a_retry_after_longer_than_max_retry_after_gives_up_and_says_why() -> None:
+    budget = RetryBudget(min_per_second=0, retry_ratio=0)  # would refuse: must not be asked
+    policy = RetryPolicy(backoff=ConstantBackoff(0.5), max_retry_after=60, budget=budget)
+    quota_spent = RateLimited("429", retry_after=3600)
+    assert policy.retry("req", quota_spent, 1) is None
+    assert quota_spent.__notes__ == [
+        "towerpy: not retried: the error asks to wait 3600s, more than max_retry_after=60s"
+    ]
+    assert policy.max_retry_after == 60
+
+
+def test_a_retry_after_within_max_retry_after_is_waited_for() -> None:
+    policy = RetryPolicy(backoff=ConstantBackoff(0.5), max_retry_after=60)
+    assert policy.retry("req", Throttled(60.0), 1) == 60.0
+    assert policy.retry("req", Throttled(None), 1) == 0.5
+    assert policy.retry("req", ValueError(), 1) == 0.5
+
+
+def test_max_retry_after_is_not_applied_when_retry_after_is_not_respected() -> None:
+    policy = RetryPolicy(backoff=ConstantBackoff(0.5), respect_retry_after=False, max_retry_after=1)
+    assert policy.retry("req", Throttled(3600.0), 1) == 0.5
+
+
+@pytest.mark.parametrize("value", [-1, math.nan, "60", True])
+def test_max_retry_after_must_be_seconds(value: object) -> None:
+    with pytest.raises(ValueError, match="max_retry_after must be a number of seconds >= 0"):
+        RetryPolicy(max_retry_after=value)  # type: ignore[arg-type]
+
+
 @pytest.mark.anyio
 async def test_a_spent_budget_gives_up_and_says_so_on_the_error() -> None:
     budget = RetryBudget(min_per_second=0, retry_ratio=0.5)

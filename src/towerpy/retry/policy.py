@@ -83,9 +83,12 @@ class RetryPolicy:
             from; None for no budget.
         respect_retry_after: Wait at least as long as the error's ``retry_after`` attribute
             (seconds) says, when it has one: a provider's ``Retry-After`` header, say.
+        max_retry_after: Give up at once, instead of waiting, when an error's ``retry_after``
+            is longer than this many seconds (a spent daily quota can ask for hours); None
+            (the default) waits however long it asks.
 
     Raises:
-        ValueError: ``max_attempts`` is below 1.
+        ValueError: ``max_attempts`` is below 1, or ``max_retry_after`` is negative or NaN.
         TypeError: An argument has the wrong type (for example ``retry_on`` holds something that
             is not an exception class, or is an async function).
     """
@@ -94,6 +97,7 @@ class RetryPolicy:
         "_backoff",
         "_budget",
         "_max_attempts",
+        "_max_retry_after",
         "_predicate",
         "_respect_retry_after",
         "_retry_on",
@@ -107,6 +111,7 @@ class RetryPolicy:
         retry_on: RetryOn = (Exception,),
         budget: RetryBudget | None = None,
         respect_retry_after: bool = True,
+        max_retry_after: float | None = None,
     ) -> None:
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
             raise TypeError(f"max_attempts must be an int, got {type(max_attempts).__name__}")
@@ -130,12 +135,23 @@ class RetryPolicy:
         self._retry_on, self._predicate = _retry_on_predicate(retry_on)
         self._budget = budget
         self._respect_retry_after = bool(respect_retry_after)
+        if max_retry_after is not None and not (
+            isinstance(max_retry_after, (int, float))
+            and not isinstance(max_retry_after, bool)
+            and max_retry_after >= 0
+        ):
+            raise ValueError(
+                f"max_retry_after must be a number of seconds >= 0 (or None for no limit), "
+                f"got {max_retry_after!r}"
+            )
+        self._max_retry_after = max_retry_after
 
     def retry(self, request: Any, error: BaseException, attempt: int) -> float | None:
         """Decides whether to try again after try number ``attempt`` failed with ``error``.
 
-        It gives up when ``max_attempts`` tries were made, when ``error`` is not retryable, or
-        when the budget allows no more retries; otherwise the wait is the backoff's delay, raised
+        It gives up when ``max_attempts`` tries were made, when ``error`` is not retryable, when
+        it asks to wait longer than ``max_retry_after``, or when the budget allows no more
+        retries; otherwise the wait is the backoff's delay, raised
         to the error's ``retry_after`` when ``respect_retry_after`` is set.
 
         Args:
@@ -148,19 +164,23 @@ class RetryPolicy:
         """
         if attempt >= self._max_attempts or not self.is_retryable(error):
             return None
+        asked = getattr(error, "retry_after", None) if self._respect_retry_after else None
+        if not isinstance(asked, (int, float)) or isinstance(asked, bool):
+            asked = None
+        limit = self._max_retry_after
+        if asked is not None and limit is not None and asked > limit:
+            error.add_note(
+                f"towerpy: not retried: the error asks to wait {asked:g}s, more than "
+                f"max_retry_after={limit:g}s"
+            )
+            return None
         budget = self._budget
         if budget is not None and not budget.withdraw():
             error.add_note("towerpy: the retry budget is spent, so this error was not retried")
             return None
         delay = self._backoff.delay(attempt)
-        if self._respect_retry_after:
-            asked = getattr(error, "retry_after", None)
-            if (
-                isinstance(asked, (int, float))
-                and not isinstance(asked, bool)
-                and delay < asked < math.inf
-            ):
-                delay = float(asked)
+        if asked is not None and delay < asked < math.inf:
+            delay = float(asked)
         return delay
 
     def is_retryable(self, error: BaseException) -> bool:
@@ -193,6 +213,11 @@ class RetryPolicy:
     def budget(self) -> RetryBudget | None:
         """The budget retries withdraw from, if any."""
         return self._budget
+
+    @property
+    def max_retry_after(self) -> float | None:
+        """The longest ``retry_after`` worth waiting for; longer ones give up. None: no limit."""
+        return self._max_retry_after
 
     @property
     def respect_retry_after(self) -> bool:
