@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections import deque
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, final
+from typing import TYPE_CHECKING, Self, TypeVar, final
 
 import anyio
 import anyio.lowlevel
 from typing_extensions import override
 
 from . import _reserve
+from ._buffer_queue import CLOSED, DONE, QUEUED, RUNNING, Request, Run
 from ._runtime import _in_trio
 from ._service import Middleware, Service
-from ._waiter import Waiter, new_waiter
+from ._waiter import new_waiter
 from .errors import ServiceClosed
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from anyio.abc import TaskGroup
 
 __all__ = ["Buffer", "BufferLayer"]
 
@@ -30,127 +28,6 @@ _NOT_RUNNING = (
     "buffer is not running: enter it first with `async with service:` "
     "(its worker task lives inside that block)"
 )
-
-# what became of a request
-_QUEUED = 0  # waiting in the queue (the worker may be waiting for the inner service's readiness)
-_RUNNING = 1  # handed to a call task of its own
-_DONE = 2  # the inner call returned or raised
-_CLOSED = 3  # the buffer closed before it could answer
-
-
-@final
-class _Request(Generic[ReqT, RespT]):
-    """One request on its way through the buffer, and how its caller learns the outcome."""
-
-    __slots__ = (
-        "abandoned",
-        "error",
-        "finished",
-        "request",
-        "response",
-        "scope",
-        "status",
-        "waiter",
-    )
-
-    def __init__(self, request: ReqT) -> None:
-        self.request = request
-        self.status = _QUEUED
-        self.waiter = new_waiter()  # the caller's, woken when the outcome is known
-        self.finished = False
-        self.response: RespT | None = None
-        self.error: Exception | None = None
-        self.scope: anyio.CancelScope | None = None  # the running call's, to cancel it
-        self.abandoned = False  # its caller left after it was dispatched
-
-    def finish(self, status: int) -> None:
-        self.status = status
-        self.finished = True
-        self.waiter.wake()
-
-
-@final
-class _Run:
-    """One ``async with`` of a buffer: its queue, its free slots, its worker and its tasks."""
-
-    __slots__ = (
-        "available",
-        "cause",
-        "closed",
-        "queue",
-        "slot_waiters",
-        "task_group",
-        "wakeup",
-        "worker_scope",
-    )
-
-    def __init__(self, bound: int, task_group: TaskGroup) -> None:
-        self.available = bound  # slots: requests queued or reserved count against the bound
-        self.slot_waiters: deque[Waiter] = deque()
-        self.queue: deque[_Request[Any, Any]] = deque()
-        self.task_group = task_group
-        self.worker_scope = anyio.CancelScope()
-        self.wakeup: Waiter | None = None  # the worker's, while it waits for a request
-        self.closed = False
-        self.cause: BaseException | None = None
-
-    def closed_error(self, detail: str) -> ServiceClosed:
-        if self.cause is not None:
-            detail = (
-                f"its worker failed waiting for the inner service to be ready "
-                f"({type(self.cause).__name__}: {self.cause})"
-            )
-        return ServiceClosed(f"buffer closed: {detail}")
-
-    async def acquire_slot(self) -> _Run:
-        if self.closed:
-            raise self.closed_error("its `async with` block has ended") from self.cause
-        if self.available > 0 and not self.slot_waiters:
-            self.available -= 1
-            return self
-        waiter = new_waiter()
-        self.slot_waiters.append(waiter)
-        try:
-            await waiter.wait()
-        except BaseException:
-            if not waiter.woken:
-                with contextlib.suppress(ValueError):  # release_slot may have skipped it
-                    self.slot_waiters.remove(waiter)
-            elif not self.closed:  # a slot was handed over just as we left: pass it on
-                self.release_slot()
-            raise
-        if self.closed:
-            raise self.closed_error("its `async with` block has ended") from self.cause
-        return self
-
-    def try_acquire_slot(self) -> bool:
-        if self.available > 0 and not self.slot_waiters:
-            self.available -= 1
-            return True
-        return False
-
-    def release_slot(self) -> None:
-        if self.closed:
-            return
-        waiters = self.slot_waiters
-        while waiters:
-            if waiters.popleft().wake():  # hand the slot straight to the first waiter
-                return
-        self.available += 1
-
-    def close(self, cause: BaseException | None) -> None:
-        """Stops the worker and fails every queued request and every caller waiting for a slot."""
-        if self.closed:
-            return
-        self.closed = True
-        self.cause = cause
-        for message in self.queue:
-            message.finish(_CLOSED)
-        self.queue.clear()
-        for waiter in self.slot_waiters:
-            waiter.wake()
-        self.slot_waiters.clear()
-        self.worker_scope.cancel()
 
 
 @final
@@ -187,9 +64,9 @@ class Buffer(Middleware[ReqT, RespT]):
     def __init__(self, inner: Service[ReqT, RespT], bound: int) -> None:
         super().__init__(inner)
         self._bound = _check_bound(bound)
-        self._run: _Run | None = None
+        self._run: Run | None = None
 
-    def _running(self) -> _Run:
+    def _running(self) -> Run:
         run = self._run
         if run is None:
             raise ServiceClosed(_NOT_RUNNING)
@@ -205,7 +82,7 @@ class Buffer(Middleware[ReqT, RespT]):
             if reservation.token is run:
                 return
             _reserve.drop(self)  # made before the buffer was last restarted: worthless now
-        _reserve.hold(self, await run.acquire_slot(), _Run.release_slot)
+        _reserve.hold(self, await run.acquire_slot(), Run.release_slot)
 
     @override
     async def try_ready(self) -> bool:
@@ -217,7 +94,7 @@ class Buffer(Middleware[ReqT, RespT]):
             _reserve.drop(self)
         if not run.try_acquire_slot():
             return False
-        _reserve.hold(self, run, _Run.release_slot)
+        _reserve.hold(self, run, Run.release_slot)
         return True
 
     @override
@@ -230,7 +107,7 @@ class Buffer(Middleware[ReqT, RespT]):
             await run.acquire_slot()
         elif run.closed:
             raise run.closed_error("its `async with` block has ended") from run.cause
-        message: _Request[ReqT, RespT] = _Request(request)
+        message: Request[ReqT, RespT] = Request(request)
         run.queue.append(message)
         wakeup = run.wakeup
         if wakeup is not None:
@@ -238,10 +115,10 @@ class Buffer(Middleware[ReqT, RespT]):
         try:
             await message.waiter.wait()
         except BaseException:
-            if message.status == _QUEUED:  # never reached the inner service: drop it
+            if message.status == QUEUED:  # never reached the inner service: drop it
                 run.queue.remove(message)
                 run.release_slot()
-            elif message.status == _RUNNING:  # cancel the call and wait until it has ended
+            elif message.status == RUNNING:  # cancel the call and wait until it has ended
                 message.abandoned = True
                 if message.scope is not None:
                     message.scope.cancel()
@@ -250,7 +127,7 @@ class Buffer(Middleware[ReqT, RespT]):
                     with anyio.CancelScope(shield=True):
                         await waiter.wait()
             raise
-        if message.status == _DONE:
+        if message.status == DONE:
             error = message.error
             if error is None:
                 return message.response  # type: ignore[return-value]
@@ -268,7 +145,7 @@ class Buffer(Middleware[ReqT, RespT]):
 
     __call__ = call  # ready() only reserves a slot, which call() takes itself when it has none
 
-    async def _work(self, run: _Run) -> None:
+    async def _work(self, run: Run) -> None:
         """The worker: waits for the inner service's readiness, then dispatches the next request."""
         inner = self.inner
         queue = run.queue
@@ -290,7 +167,7 @@ class Buffer(Middleware[ReqT, RespT]):
                         _reserve.detach()
                         continue
                     message = queue.popleft()
-                    message.status = _RUNNING
+                    message.status = RUNNING
                     run.release_slot()
                     task_group.start_soon(
                         self._run_call, message, _reserve.detach(), name=call_task_name
@@ -303,7 +180,7 @@ class Buffer(Middleware[ReqT, RespT]):
             run.close(exc)
 
     async def _run_call(
-        self, message: _Request[ReqT, RespT], handoff: _reserve.Handoff | None
+        self, message: Request[ReqT, RespT], handoff: _reserve.Handoff | None
     ) -> None:
         """A call task: makes the inner call on the worker's reservation, records its outcome."""
         try:
@@ -316,9 +193,9 @@ class Buffer(Middleware[ReqT, RespT]):
                     message.response = await self.inner.call(message.request)
                 except Exception as exc:
                     message.error = exc
-                message.status = _DONE
+                message.status = DONE
         finally:
-            message.finish(_DONE if message.status == _DONE else _CLOSED)
+            message.finish(DONE if message.status == DONE else CLOSED)
 
     @override
     async def __aenter__(self) -> Self:
@@ -338,7 +215,7 @@ class Buffer(Middleware[ReqT, RespT]):
         except BaseException as exc:
             await self.inner.__aexit__(type(exc), exc, exc.__traceback__)
             raise
-        run = _Run(self._bound, task_group)
+        run = Run(self._bound, task_group)
         self._run = run
         task_group.start_soon(self._work, run, name=f"towerpy buffer worker for {self.inner!r}")
         return self
