@@ -35,25 +35,41 @@ async def test_dunder_call_runs_ready_then_call() -> None:
     assert svc.log == ["ready", "call x"]
 
 
-async def test_a_service_calls_directly_only_when_its_class_declares_it() -> None:
+async def test_a_service_with_readiness_calls_directly_only_when_its_class_declares_it() -> None:
     class Plain(Service[int, int]):
         @override
         async def call(self, request: int) -> int:
             return request + 1
 
-    class Direct(Service[int, int], direct_call=True):
+    class Ready(Plain):
+        @override
+        async def ready(self) -> None:
+            pass
+
+    class Direct(Ready, direct_call=True):
+        pass
+
+    class Wrapper(Middleware[int, int]):
         @override
         async def call(self, request: int) -> int:
-            return request + 2
+            result: int = await self.inner(request)
+            return result
 
-    assert Plain.__call__ is Service.__call__  # ready() then call(), unless declared
-    assert Direct.__call__ is Direct.call
+    assert Plain.__call__ is Plain.call  # no readiness of its own: ready() would do nothing
+    assert Ready.__call__ is Service.__call__
+    assert Direct.__call__ is Plain.call
+    assert Wrapper.__call__ is Service.__call__  # a Middleware's ready() forwards: not skipped
     assert await Plain()(1) == 2
-    assert await Direct()(1) == 3
+    assert await Ready()(1) == 2
+    assert await Direct()(1) == 2
 
 
 async def test_a_subclass_overriding_call_of_a_direct_class_gets_ready_then_call() -> None:
     class Direct(Service[int, int], direct_call=True):
+        @override
+        async def ready(self) -> None:
+            pass
+
         @override
         async def call(self, request: int) -> int:
             return request

@@ -310,7 +310,7 @@ class Shed(Overloaded):
 
 
 # (task, ids of keys): inside LoadShed.call, the task and the services that must not wait
-_shedding: ContextVar[tuple[object, Collection[object]] | None] = ContextVar(
+_shedding: ContextVar[tuple[object, Collection[int], Any] | None] = ContextVar(
     "towerpy_shedding", default=None
 )
 
@@ -326,26 +326,31 @@ def refuse_if_shedding(key: object) -> None:
 
 
 class shedding:
-    """Within this block, acquisitions on some keys made by the current task never wait.
+    """Within ``with`` this, acquisitions on some keys made by the current task never wait.
 
     Where `take_or_acquire_nowait`, `take_or_acquire` or `reserve` would have to wait for
     capacity on a key whose ``id()`` is in ``keys``, they raise `Shed` (an `Overloaded`)
     instead. Tasks started inside the block are not affected, nor are other keys.
 
+    One object may be entered by any number of tasks at once, and again inside its own block:
+    make it once, use it on every call.
+
     Args:
         keys: The ``id()`` of each key that must not wait.
     """
 
-    __slots__ = ("_keys", "_token")
+    __slots__ = ("_keys",)
 
-    def __init__(self, keys: Collection[object]) -> None:
+    def __init__(self, keys: Collection[int]) -> None:
         self._keys = keys
 
     def __enter__(self) -> None:
-        self._token = _shedding.set((current_task(), self._keys))
+        # the previous value rides along, so that leaving needs no per-entry token
+        _shedding.set((current_task(), self._keys, _shedding.get()))
 
     def __exit__(self, *exc_info: object) -> None:
-        _shedding.reset(self._token)
+        state = _shedding.get()
+        _shedding.set(None if state is None else state[2])
 
 
 # --- the openings of ready() and call() -----------------------------------------------------

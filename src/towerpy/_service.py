@@ -54,15 +54,16 @@ class Service(abc.ABC, Generic[ReqT_contra, RespT_co]):
       ``await service.call(request)``; if the call fails, whatever the task still holds
       from that ``ready()`` is given back (`drop_reservation`).
 
-    **Direct calls.** A subclass whose ``call()`` alone does exactly what ``ready()`` followed
-    by ``call()`` would do declares it in its class statement,
-    ``class MyLimit(Middleware[Req, Resp], direct_call=True)``: then ``service(request)`` runs
-    ``call()`` directly and saves the readiness round trip. That holds when ``call()`` acquires
-    its own capacity if the task holds no reservation, and reaches the inner service through
-    ``self.inner(request)`` (which readies it) before doing anything that bounds, counts or
-    reorders that readiness (a timeout must not: its ``ready()`` is not timed). The declaration
-    applies to the class that makes it; a subclass that overrides ``call`` or ``ready`` goes
-    back to ``ready()`` then ``call()`` unless it declares ``direct_call=True`` itself.
+    **Direct calls.** ``service(request)`` runs ``call()`` alone, saving the readiness round
+    trip, when ``ready()`` followed by ``call()`` would do nothing more. That is so, and is the
+    default, for a service with no readiness of its own (it inherits `Service.ready`
+    unchanged). A class with readiness declares it in its class statement,
+    ``class MyLimit(Middleware[Req, Resp], direct_call=True)``, when its ``call()`` acquires its
+    own capacity if the task holds no reservation and reaches the inner service through
+    ``self.inner(request)`` (which readies it) without bounding, counting or reordering that
+    readiness (a timeout cannot: its ``ready()`` is not timed; a `Middleware` is not direct
+    unless it says so). The choice belongs to the class that makes it: a subclass that
+    overrides ``call`` or ``ready`` is decided anew.
     """
 
     __slots__ = ("__weakref__",)
@@ -75,11 +76,13 @@ class Service(abc.ABC, Generic[ReqT_contra, RespT_co]):
                     f"{cls.__name__} defines __call__ and passes direct_call=: choose one"
                 )
             return
-        if direct_call:
-            cls.__call__ = cls.call  # type: ignore[method-assign]
-        elif direct_call is not None or "call" in cls.__dict__ or "ready" in cls.__dict__:
-            # an inherited direct __call__ would skip this class's own call() or ready()
-            cls.__call__ = Service.__call__  # type: ignore[method-assign]
+        if direct_call is None:
+            if "call" not in cls.__dict__ and "ready" not in cls.__dict__:
+                return  # the parent's __call__ still fits
+            # an inherited direct __call__ would skip this class's own call() or ready(); without
+            # readiness of its own, ready() does nothing and skipping it changes nothing
+            direct_call = cls.ready is Service.ready
+        cls.__call__ = cls.call if direct_call else Service.__call__  # type: ignore[method-assign]
 
     async def ready(self) -> None:
         """Waits until the next `call` from this task will not wait, and reserves that capacity.

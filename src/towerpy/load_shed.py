@@ -58,13 +58,14 @@ class LoadShed(Middleware[ReqT, RespT], direct_call=True):
         inner: The service to protect.
     """
 
-    __slots__ = ("_direct", "_members", "_shed")
+    __slots__ = ("_direct", "_shed", "_shedding")
     _towerpy_sheds = True
 
     def __init__(self, inner: Service[ReqT, RespT]) -> None:
         super().__init__(inner)
         self._shed = 0
-        self._members, self._direct = _shedding_chain(inner)
+        members, self._direct = _shedding_chain(inner)
+        self._shedding = shedding(members)
 
     @override
     async def ready(self) -> None:
@@ -81,7 +82,7 @@ class LoadShed(Middleware[ReqT, RespT], direct_call=True):
             self._shed += 1
             raise Overloaded("service overloaded: the inner service is not ready")
         try:
-            with shedding(self._members):
+            with self._shedding:
                 result: RespT = await self.inner(request)
         except Shed:
             self._shed += 1

@@ -164,6 +164,11 @@ class MockService(Service[ReqT, RespT], direct_call=True):
     def __init__(self, handle: MockHandle[ReqT, RespT]) -> None:
         self._handle = handle
 
+    @property
+    def handle(self) -> MockHandle[ReqT, RespT]:
+        """The handle that answers this service's requests and sets its readiness."""
+        return self._handle
+
     @override
     async def ready(self) -> None:
         handle = self._handle
