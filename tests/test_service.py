@@ -35,14 +35,68 @@ async def test_dunder_call_runs_ready_then_call() -> None:
     assert svc.log == ["ready", "call x"]
 
 
-async def test_a_service_without_readiness_of_its_own_calls_directly() -> None:
+async def test_a_service_with_readiness_calls_directly_only_when_its_class_declares_it() -> None:
     class Plain(Service[int, int]):
         @override
         async def call(self, request: int) -> int:
             return request + 1
 
-    assert Plain.__call__ is Plain.call  # ready() reserves nothing, so __call__ skips it
+    class Ready(Plain):
+        @override
+        async def ready(self) -> None:
+            pass
+
+    class Direct(Ready, direct_call=True):
+        pass
+
+    class Wrapper(Middleware[int, int]):
+        @override
+        async def call(self, request: int) -> int:
+            result: int = await self.inner(request)
+            return result
+
+    assert Plain.__call__ is Plain.call  # no readiness of its own: ready() would do nothing
+    assert Ready.__call__ is Service.__call__
+    assert Direct.__call__ is Plain.call
+    assert Wrapper.__call__ is Service.__call__  # a Middleware's ready() forwards: not skipped
     assert await Plain()(1) == 2
+    assert await Ready()(1) == 2
+    assert await Direct()(1) == 2
+
+
+async def test_a_subclass_overriding_call_of_a_direct_class_gets_ready_then_call() -> None:
+    class Direct(Service[int, int], direct_call=True):
+        @override
+        async def ready(self) -> None:
+            pass
+
+        @override
+        async def call(self, request: int) -> int:
+            return request
+
+    class Child(Direct):
+        @override
+        async def call(self, request: int) -> int:
+            return -request
+
+    class Same(Direct):
+        pass
+
+    assert Child.__call__ is Service.__call__  # the inherited direct __call__ would skip it
+    assert await Child()(1) == -1
+    assert Same.__call__ is Direct.call
+
+
+async def test_a_class_defining_call_and_declaring_direct_call_is_refused() -> None:
+    with pytest.raises(TypeError, match="defines __call__ and passes direct_call"):
+
+        class Both(Service[int, int], direct_call=True):  # pyright: ignore
+            async def __call__(self, request: int) -> int:
+                return request
+
+            @override
+            async def call(self, request: int) -> int:
+                return request
 
 
 async def test_a_subclass_that_adds_readiness_gets_ready_then_call_back() -> None:
@@ -132,8 +186,8 @@ async def test_middleware_forwards_readiness_and_lifecycle_to_its_inner_service(
         assert entered is svc
         await svc.ready()
         assert not await svc.try_ready()
-        assert await svc(2) == 4
-    assert events == ["enter", "ready", "try_ready", "ready", "exit"]
+        assert await svc(2) == 4  # Double's ready(), then Inner's own in self.inner(...)
+    assert events == ["enter", "ready", "try_ready", "ready", "ready", "exit"]
     assert repr(svc).startswith("Double(")
 
 

@@ -234,7 +234,7 @@ async def test_waiting_for_inner_capacity_counts_toward_the_limit() -> None:
         tg.start_soon(limit, "holder")
         _, holder = await handle.next_request()
         with pytest.raises(Elapsed):
-            await svc("waits for the permit")
+            await svc.call("waits for the permit")  # without ready(): the wait is in call()
         assert limit.statistics().waiting == 0
         holder.send(None)
 

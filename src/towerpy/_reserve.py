@@ -1,5 +1,7 @@
 """Per-task reservations: how every limiting layer implements ``ready()`` and ``call()``.
 
+The public face of this module is `towerpy.lowlevel`; read its docstring first.
+
 A reservation is capacity (a concurrency permit, rate tokens, a queue slot) that ``ready()``
 took for the calling task's next ``call()``. Each task keeps its reservations in a holder of its
 own, found through a context variable. Tasks started later inherit that variable, so every
@@ -12,37 +14,52 @@ Lifecycle of a reservation:
 - `hold` records it (HELD);
 - `take` hands it to ``call()`` (TAKEN): the call owns the capacity now and gives it back itself;
 - `drop` gives it back unused (DROPPED), e.g. when ``ready()`` is cancelled further in;
-- when its task ends, every reservation still HELD is dropped. The hook is a finalizer on the
-  native task object, which both backends free as soon as the task ends; a finalizer may run in
-  any thread and at any point of the event loop's own code, so it only queues the drop on the
-  loop (`towerpy._runtime.threadsafe_scheduler`).
+- when its task ends, every reservation still HELD is dropped. The end of the task itself is
+  watched, not the collection of the task object (a finished task may stay referenced for
+  long: in a set of tasks, in a ``gather``): a done callback on asyncio, an instrument's
+  ``task_exited`` hook on trio. A finalizer on the task object stays as a last resort for a
+  task that is destroyed without ever ending; it may run in any thread, so it only queues the
+  drop on the loop (`towerpy._runtime.threadsafe_scheduler`).
+
+Load shedding: inside `shedding`, an acquisition made through this module that would have to
+wait raises `Overloaded` instead (`LoadShed` uses it, so that limits whose capacity depends on
+the request, which ``try_ready()`` cannot check, shed too).
 
 The hot path is one ``ContextVar.get()`` for a task that never called ``ready()``.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
 import weakref
 from contextvars import ContextVar
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
-from ._runtime import current_task, threadsafe_scheduler
+from ._runtime import _in_trio, current_task, threadsafe_scheduler
+from .errors import Overloaded
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Collection
 
     from ._service import Service
 
 __all__ = [
     "Handoff",
     "Reservation",
+    "Shed",
     "attach",
     "detach",
     "drop",
     "held",
     "hold",
+    "refuse_if_shedding",
     "reserve",
+    "shedding",
     "take",
+    "take_or_acquire",
+    "take_or_acquire_nowait",
     "try_reserve",
 ]
 
@@ -74,11 +91,17 @@ class Reservation(Generic[TokenT]):
             self.state = _DROPPED
             self._release(self.token)
 
+    def __repr__(self) -> str:
+        state = ("held", "taken", "dropped")[self.state]
+        return f"Reservation({self.token!r}, {state})"
+
 
 def _drop_all(reservations: dict[object, Reservation[Any]]) -> None:
-    for reservation in reservations.values():
-        reservation.drop()
+    # a list first: a release may wake code that reserves again in this very dict
+    pending = list(reservations.values())
     reservations.clear()
+    for reservation in pending:
+        reservation.drop()
 
 
 def _drop_all_soon(
@@ -93,16 +116,71 @@ def _drop_all_soon(
         _drop_all(reservations)
 
 
+def _drop_when_done(reservations: dict[object, Reservation[Any]], _task: object) -> None:
+    if reservations:
+        _drop_all(reservations)
+
+
+@final
+class _TrioTaskExits:
+    """A trio instrument: drops the reservations of a watched task when the task exits.
+
+    One per trio run; only tasks that hold reservations are watched, and only ``task_exited``
+    is hooked, so no other task and no other scheduling step pays for it.
+    """
+
+    def __init__(self) -> None:
+        self.watched: dict[object, dict[object, Reservation[Any]]] = {}
+
+    def task_exited(self, task: object) -> None:
+        reservations = self.watched.pop(task, None)
+        if not reservations:
+            return
+        try:
+            _drop_all(reservations)
+        except BaseException as exc:  # trio would drop this instrument: report, keep watching
+            sys.unraisablehook(
+                SimpleNamespace(  # the attributes of sys.UnraisableHookArgs
+                    exc_type=type(exc),
+                    exc_value=exc,
+                    exc_traceback=exc.__traceback__,
+                    err_msg="towerpy: giving back the reservations of an ended task",
+                    object=task,
+                )
+            )
+
+
+_trio_exits: Any = None  # the RunVar holding each trio run's _TrioTaskExits
+
+
+def _watch_trio_task(task: object, reservations: dict[object, Reservation[Any]]) -> None:
+    global _trio_exits
+    trio: Any = sys.modules["trio"]
+    if _trio_exits is None:
+        _trio_exits = trio.lowlevel.RunVar("towerpy_task_exits")
+    exits = _trio_exits.get(None)
+    if exits is None:
+        exits = _TrioTaskExits()
+        trio.lowlevel.add_instrument(exits)
+        _trio_exits.set(exits)
+    exits.watched[task] = reservations
+
+
 @final
 class _Holder:
     """The reservations of one task; dropped when that task ends."""
 
     __slots__ = ("reservations", "task")
 
-    def __init__(self, task: object) -> None:
+    def __init__(self, task: Any) -> None:
         self.task = weakref.ref(task)
-        self.reservations: dict[object, Reservation[Any]] = {}
-        weakref.finalize(task, _drop_all_soon, threadsafe_scheduler(), self.reservations)
+        reservations: dict[object, Reservation[Any]] = {}
+        self.reservations = reservations
+        if _in_trio():
+            _watch_trio_task(task, reservations)
+        else:
+            task.add_done_callback(functools.partial(_drop_when_done, reservations))
+        weakref.finalize(task, _drop_all_soon, threadsafe_scheduler(), reservations)
 
 
 _holder: ContextVar[_Holder | None] = ContextVar("towerpy_reservations", default=None)
@@ -161,11 +239,10 @@ def hold(key: object, token: TokenT, release: Callable[[TokenT], object]) -> Res
 
 def drop(key: object) -> None:
     """Gives back the current task's unused reservation on ``key``, if it has one."""
-    holder = _own_holder()
-    if holder is not None:
-        reservation = holder.reservations.pop(key, None)
-        if reservation is not None:
-            reservation.drop()
+    holder = _holder.get()
+    if holder is None or key not in holder.reservations or holder.task() is not current_task():
+        return
+    holder.reservations.pop(key).drop()
 
 
 @final
@@ -182,13 +259,17 @@ class Handoff:
         self._reservations = reservations
         weakref.finalize(self, _drop_all_soon, threadsafe_scheduler(), reservations)
 
+    def drop(self) -> None:
+        """Gives every reservation of the handoff back now."""
+        _drop_all(self._reservations)
+
 
 def detach() -> Handoff | None:
     """Takes the current task's reservations away from it, to `attach` them to another task.
 
-    A buffer's worker uses this: it waits for the inner service to be ready, then runs the call
-    in a task of its own, which must find the reservation; the worker's next ``ready()`` must
-    reserve anew.
+    A buffer's worker uses this: it waits for the inner service to be ready, then hands the
+    reservation to the task that makes the call; the worker's next ``ready()`` must reserve
+    anew.
 
     Returns:
         The reservations, or None when the task holds none.
@@ -197,7 +278,7 @@ def detach() -> Handoff | None:
     if holder is None or not holder.reservations:
         return None
     moved = dict(holder.reservations)
-    holder.reservations.clear()  # in place: the task's finalizer watches this very dict
+    holder.reservations.clear()  # in place: the task's end hooks watch this very dict
     return Handoff(moved)
 
 
@@ -208,27 +289,151 @@ def attach(handoff: Handoff | None) -> None:
     reservations = _own_or_new_holder().reservations
     for key, reservation in handoff._reservations.items():
         if reservation.state == _HELD:
+            previous = reservations.get(key)
+            if previous is not None:
+                previous.drop()  # one reservation per key: the task keeps the one handed over
             reservations[key] = reservation
     handoff._reservations.clear()
+
+
+# --- load shedding ------------------------------------------------------------------------
+
+
+@final
+class Shed(Overloaded):
+    """Raised inside `shedding` where an acquisition would have had to wait.
+
+    It is an `Overloaded`: the caller of a `LoadShed` sees the error it expects. A layer that
+    spent capacity on the request before the refusal (tokens, say) gives it back when it sees
+    this error: the request was never admitted.
+    """
+
+
+# (task, ids of keys): inside LoadShed.call, the task and the services that must not wait
+_shedding: ContextVar[tuple[object, Collection[int], Any] | None] = ContextVar(
+    "towerpy_shedding", default=None
+)
+
+
+def refuse_if_shedding(key: object) -> None:
+    """Raises `Shed` when the current task is inside `shedding` on ``key``: it must not wait.
+
+    For a layer that waits on capacity of its own making, outside the helpers below.
+    """
+    shedding = _shedding.get()
+    if shedding is not None and id(key) in shedding[1] and shedding[0] is current_task():
+        raise Shed("service overloaded: the inner service is not ready")
+
+
+class shedding:
+    """Within ``with`` this, acquisitions on some keys made by the current task never wait.
+
+    Where `take_or_acquire_nowait`, `take_or_acquire` or `reserve` would have to wait for
+    capacity on a key whose ``id()`` is in ``keys``, they raise `Shed` (an `Overloaded`)
+    instead. Tasks started inside the block are not affected, nor are other keys.
+
+    One object may be entered by any number of tasks at once, and again inside its own block:
+    make it once, use it on every call.
+
+    Args:
+        keys: The ``id()`` of each key that must not wait.
+    """
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: Collection[int]) -> None:
+        self._keys = keys
+
+    def __enter__(self) -> None:
+        # the previous value rides along, so that leaving needs no per-entry token
+        _shedding.set((current_task(), self._keys, _shedding.get()))
+
+    def __exit__(self, *exc_info: object) -> None:
+        state = _shedding.get()
+        _shedding.set(None if state is None else state[2])
+
+
+# --- the openings of ready() and call() -----------------------------------------------------
+
+
+def take_or_acquire_nowait(
+    key: object, acquire_nowait: Callable[..., TokenT | None], *args: Any
+) -> TokenT | None:
+    """The opening of ``call()``: the capacity for the call about to run, if it needs no wait.
+
+    Returns:
+        The token of the task's reservation on ``key`` when it holds one, else what
+        ``acquire_nowait(*args)`` took; None when the caller must wait for capacity (``await``
+        its own acquire). The caller owns the capacity returned and gives it back itself.
+
+    Raises:
+        Shed: None would have been returned inside `shedding` on ``key``.
+    """
+    holder = _holder.get()
+    if holder is not None and key in holder.reservations and holder.task() is current_task():
+        reservation = holder.reservations.pop(key)
+        if reservation.state == _HELD:
+            reservation.state = _TAKEN
+            return reservation.token  # type: ignore[no-any-return]
+    token = acquire_nowait(*args)
+    if token is None:
+        refuse_if_shedding(key)
+    return token
+
+
+async def take_or_acquire(
+    key: object,
+    acquire: Callable[[], Awaitable[TokenT]],
+    acquire_nowait: Callable[[], TokenT | None] | None = None,
+) -> TokenT:
+    """The opening of ``call()``: the task's reservation on ``key``, or capacity acquired now.
+
+    ``acquire_nowait``, when given, is tried before ``acquire``: a synchronous fast path that
+    returns None when ``acquire`` must wait.
+
+    Returns:
+        The token; the caller owns the capacity and gives it back itself.
+
+    Raises:
+        Shed: ``acquire`` would have had to run inside `shedding` on ``key``.
+    """
+    reservation = take(key)
+    if reservation is not None:
+        return reservation.token  # type: ignore[no-any-return]
+    if acquire_nowait is not None:
+        token = acquire_nowait()
+        if token is not None:
+            return token
+    refuse_if_shedding(key)
+    return await acquire()
 
 
 async def reserve(
     key: object,
     acquire: Callable[[], Awaitable[TokenT]],
     release: Callable[[TokenT], object],
-    inner: Service[Any, Any],
+    inner: Service[Any, Any] | None = None,
     acquire_nowait: Callable[[], TokenT | None] | None = None,
 ) -> None:
-    """Implements ``ready()`` for a layer with capacity of its own, wrapping ``inner``.
+    """Implements ``ready()`` for a service with capacity of its own, wrapping ``inner``.
 
-    Reserves the layer's capacity (unless the task already holds it), then waits for ``inner``
-    to be ready. If that fails or is cancelled, the layer's reservation is given back too, so a
-    task cancelled anywhere in ``ready()`` holds nothing afterwards. ``acquire_nowait``, when
-    given, is tried first: a synchronous fast path returning None when ``acquire`` must run.
+    Reserves the service's capacity (unless the task already holds it), then waits for
+    ``inner`` to be ready. If that fails or is cancelled, the service's reservation is given
+    back too, so a task cancelled anywhere in ``ready()`` holds nothing afterwards.
+    ``acquire_nowait``, when given, is tried first: a synchronous fast path returning None when
+    ``acquire`` must run.
+
+    Raises:
+        Shed: ``acquire`` would have had to wait inside `shedding` on ``key``.
     """
     if held(key) is None:
         token = None if acquire_nowait is None else acquire_nowait()
-        hold(key, await acquire() if token is None else token, release)
+        if token is None:
+            refuse_if_shedding(key)
+            token = await acquire()
+        hold(key, token, release)
+    if inner is None:
+        return
     try:
         await inner.ready()
     except BaseException:
@@ -240,12 +445,16 @@ async def try_reserve(
     key: object,
     try_acquire: Callable[[], Awaitable[TokenT | None]],
     release: Callable[[TokenT], object],
-    inner: Service[Any, Any],
+    inner: Service[Any, Any] | None = None,
     acquire_nowait: Callable[[], TokenT | None] | None = None,
 ) -> bool:
     """Implements ``try_ready()`` like `reserve`, with ``try_acquire`` returning None when full.
 
     ``acquire_nowait``, when given, is tried first, as in `reserve`.
+
+    Returns:
+        True when the service's capacity (and the inner service's) is reserved for the task's
+        next ``call()``; False, holding nothing, when either would have to wait.
     """
     if held(key) is None:
         token = None if acquire_nowait is None else acquire_nowait()
@@ -254,6 +463,8 @@ async def try_reserve(
             if token is None:
                 return False
         hold(key, token, release)
+    if inner is None:
+        return True
     try:
         ready = await inner.try_ready()
     except BaseException:

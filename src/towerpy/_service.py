@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, final
 
 from typing_extensions import override
 
+from . import _reserve
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from types import TracebackType
@@ -34,12 +36,6 @@ OutReqT_contra = TypeVar("OutReqT_contra", contravariant=True)
 OutRespT_co = TypeVar("OutRespT_co", covariant=True)
 
 
-def _forwards_readiness(fn: Callable[..., Any]) -> Callable[..., Any]:
-    # marks a ready() that reserves nothing of its own, so __call__ may skip it (see Service)
-    fn._towerpy_forwards_readiness = True  # type: ignore[attr-defined]
-    return fn
-
-
 class Service(abc.ABC, Generic[ReqT_contra, RespT_co]):
     """An asynchronous function from a request to a response, with a readiness check.
 
@@ -55,22 +51,39 @@ class Service(abc.ABC, Generic[ReqT_contra, RespT_co]):
       capacity, and reserves that capacity for it. A second ``ready()`` before ``call()`` keeps
       one reservation. A reservation that is never used is given back when its task ends.
     - ``await service(request)`` is ``await service.ready()`` followed by
-      ``await service.call(request)``.
+      ``await service.call(request)``; if the call fails, whatever the task still holds
+      from that ``ready()`` is given back (`drop_reservation`).
+
+    **Direct calls.** ``service(request)`` runs ``call()`` alone, saving the readiness round
+    trip, when ``ready()`` followed by ``call()`` would do nothing more. That is so, and is the
+    default, for a service with no readiness of its own (it inherits `Service.ready`
+    unchanged). A class with readiness declares it in its class statement,
+    ``class MyLimit(Middleware[Req, Resp], direct_call=True)``, when its ``call()`` acquires its
+    own capacity if the task holds no reservation and reaches the inner service through
+    ``self.inner(request)`` (which readies it) without bounding, counting or reordering that
+    readiness (a timeout cannot: its ``ready()`` is not timed; a `Middleware` is not direct
+    unless it says so). The choice belongs to the class that makes it: a subclass that
+    overrides ``call`` or ``ready`` is decided anew.
     """
 
     __slots__ = ("__weakref__",)
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, direct_call: bool | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # When ready() reserves nothing of its own, ready() + call() is just call(): bind
-        # __call__ to call directly and save an await per layer on the hot path.
-        if "__call__" not in cls.__dict__:
-            if getattr(cls.ready, "_towerpy_forwards_readiness", False):
-                cls.__call__ = cls.call  # type: ignore[method-assign]
-            else:
-                cls.__call__ = Service.__call__  # type: ignore[method-assign]
+        if "__call__" in cls.__dict__:
+            if direct_call is not None:
+                raise TypeError(
+                    f"{cls.__name__} defines __call__ and passes direct_call=: choose one"
+                )
+            return
+        if direct_call is None:
+            if "call" not in cls.__dict__ and "ready" not in cls.__dict__:
+                return  # the parent's __call__ still fits
+            # an inherited direct __call__ would skip this class's own call() or ready(); without
+            # readiness of its own, ready() does nothing and skipping it changes nothing
+            direct_call = cls.ready is Service.ready
+        cls.__call__ = cls.call if direct_call else Service.__call__  # type: ignore[method-assign]
 
-    @_forwards_readiness
     async def ready(self) -> None:
         """Waits until the next `call` from this task will not wait, and reserves that capacity.
 
@@ -88,7 +101,7 @@ class Service(abc.ABC, Generic[ReqT_contra, RespT_co]):
         when `ready` completes without waiting. Services that reserve capacity override it
         with an exact, cheaper check.
         """
-        if getattr(type(self).ready, "_towerpy_forwards_readiness", False):
+        if type(self).ready is Service.ready:
             return True
         import anyio
 
@@ -111,7 +124,24 @@ class Service(abc.ABC, Generic[ReqT_contra, RespT_co]):
 
     async def __call__(self, request: ReqT_contra) -> RespT_co:
         await self.ready()
-        return await self.call(request)
+        try:
+            return await self.call(request)
+        except BaseException:
+            self.drop_reservation()  # a call that failed before using it must not keep it
+            raise
+
+    def drop_reservation(self) -> None:
+        """Gives back, unused, what the calling task's ``ready()`` reserved here and below.
+
+        A layer calls it on its inner service when it refuses a request without calling
+        through (a circuit breaker that is open, a request that fails validation), so that the
+        capacity the caller's ``ready()`` reserved further down is free for other tasks at
+        once, not only when the task ends. Calling it when nothing is held does nothing.
+
+        The default drops the reservation this service holds under its own key (see
+        `towerpy.lowlevel`); a service that wraps others forwards to them as well.
+        """
+        _reserve.drop(self)
 
     async def __aenter__(self) -> Self:
         """Starts any background work the service needs; returns the service itself."""
@@ -142,9 +172,13 @@ class Middleware(Service[ReqT_contra, RespT_co]):
         self.inner = inner
 
     @override
-    @_forwards_readiness
     async def ready(self) -> None:
         await self.inner.ready()
+
+    @override
+    def drop_reservation(self) -> None:
+        _reserve.drop(self)
+        self.inner.drop_reservation()
 
     @override
     async def try_ready(self) -> bool:
@@ -202,7 +236,7 @@ def callable_name(fn: object) -> str:
 
 
 @final
-class ServiceFn(Service[ReqT_contra, RespT_co]):
+class ServiceFn(Service[ReqT_contra, RespT_co], direct_call=True):
     """A service whose `call` is an async function. Build it with `service_fn`."""
 
     __slots__ = ("_fn",)

@@ -5,6 +5,10 @@ A limiter's waiters are woken one at a time, in order, by whoever gives capacity
 is a bare future, which a cancellation of the waiting task cancels: `Waiter.wake` then reports
 that nobody was woken, so the capacity goes to the next waiter instead.
 
+`Permits` is the one wait queue built on them: a first-come first-served count of
+interchangeable permits, handed straight to the first waiter when one is given back. The
+concurrency limiter, the buffer's places and the mock service's allowances are all `Permits`.
+
 An `Alarm` is a sleep until a deadline that another task may cut short: the first waiter of a
 token bucket sleeps on one until its tokens are due, and a refund wakes it early. On asyncio it
 is a future that a loop timer resolves at the deadline; on trio, a sleep in a cancel scope.
@@ -14,6 +18,7 @@ Neither raises on the common path (the deadline passes).
 from __future__ import annotations
 
 import sys
+from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol, final
 
 from ._runtime import _in_trio, running_loop
@@ -21,7 +26,7 @@ from ._runtime import _in_trio, running_loop
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-__all__ = ["Alarm", "Waiter", "new_alarm", "new_waiter"]
+__all__ = ["Alarm", "Permits", "Waiter", "new_alarm", "new_waiter"]
 
 
 class Waiter(Protocol):
@@ -38,6 +43,15 @@ class Waiter(Protocol):
     @property
     def woken(self) -> bool:
         """Whether `wake` reached the task (it may have been cancelled right after)."""
+        ...
+
+    def leave(self) -> None:
+        """Marks the waiter gone (its task was cancelled unwoken): a later `wake` reaches nobody."""
+        ...
+
+    @property
+    def gone(self) -> bool:
+        """Whether the waiter left unwoken."""
         ...
 
 
@@ -61,18 +75,28 @@ class _FutureWaiter:
     def woken(self) -> bool:
         return self._future.done() and not self._future.cancelled()
 
+    def leave(self) -> None:
+        self._future.cancel()  # usually cancelled already, with the task that awaited it
+
+    @property
+    def gone(self) -> bool:
+        return self._future.cancelled()  # type: ignore[no-any-return]
+
 
 @final
 class _EventWaiter:
-    __slots__ = ("_event",)
+    __slots__ = ("_event", "_gone")
 
     def __init__(self, event: Any) -> None:
         self._event = event
+        self._gone = False
 
     def wait(self) -> Awaitable[object]:
         return self._event.wait()  # type: ignore[no-any-return]
 
     def wake(self) -> bool:
+        if self._gone:
+            return False
         self._event.set()  # a trio task cancelled while waiting checks `woken` as it leaves
         return True
 
@@ -80,12 +104,104 @@ class _EventWaiter:
     def woken(self) -> bool:
         return self._event.is_set()  # type: ignore[no-any-return]
 
+    def leave(self) -> None:
+        self._gone = True
+
+    @property
+    def gone(self) -> bool:
+        return self._gone
+
 
 def new_waiter() -> Waiter:
     """Returns a waiter for the current task, on the running backend."""
     if _in_trio():
         return _EventWaiter(sys.modules["trio"].Event())
     return _FutureWaiter(running_loop())
+
+
+_COMPACT_AT = 64  # waiters gone (cancelled) before the queue is rebuilt without them
+
+
+class Permits:
+    """A first-come first-served count of permits: the one wait queue of towerpy's limits.
+
+    A permit given back while tasks wait goes straight to the first of them (the count does not
+    change), so a newcomer never overtakes a waiter. A waiter cancelled before it was woken
+    leaves its place in O(1): it stays in the queue, marked gone, and is skipped when its turn
+    comes; the queue is rebuilt once the gone outnumber the waiting.
+
+    Attributes:
+        available: Permits free now (a float so that ``math.inf`` can mean "no limit").
+    """
+
+    __slots__ = ("_queue", "_waiting", "available")
+
+    def __init__(self, available: float) -> None:
+        self.available = available
+        self._queue: deque[Waiter] = deque()
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """Tasks waiting for a permit."""
+        return self._waiting
+
+    def take_nowait(self) -> bool:
+        """Takes a permit if one is free and nobody waits; tells whether it did."""
+        if self.available >= 1 and not self._waiting:
+            self.available -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Waits for a permit, in arrival order, and takes it.
+
+        A task cancelled while waiting holds no permit afterwards: one handed to it as it was
+        leaving goes on to the next waiter.
+        """
+        if self.available >= 1 and not self._waiting:
+            self.available -= 1
+            return
+        waiter = new_waiter()
+        self._queue.append(waiter)
+        self._waiting += 1
+        try:
+            await waiter.wait()
+        except BaseException:
+            if waiter.woken:  # a permit was handed over just as we left: pass it on
+                self.give()
+            else:
+                waiter.leave()
+                self._waiting -= 1
+                if len(self._queue) - self._waiting > max(_COMPACT_AT, self._waiting):
+                    self._queue = deque(w for w in self._queue if not w.gone)
+            raise
+
+    def give(self) -> None:
+        """Gives a permit back: to the first waiter if there is one."""
+        queue = self._queue
+        while queue:
+            if queue.popleft().wake():
+                self._waiting -= 1
+                return  # handed over: the count does not change
+        self.available += 1
+
+    def set_available(self, available: float) -> None:
+        """Sets the permits free now (replacing the count), and hands them to waiters."""
+        self.available = available
+        queue = self._queue
+        while queue and self.available >= 1:
+            if queue.popleft().wake():
+                self._waiting -= 1
+                self.available -= 1
+
+    def wake_all(self) -> None:
+        """Wakes every waiter without giving it a permit: they must look again why (closed)."""
+        queue = self._queue
+        self._queue = deque()
+        self._waiting = 0
+        for waiter in queue:
+            waiter.wake()
 
 
 class Alarm(Protocol):

@@ -31,7 +31,7 @@ _NOT_RUNNING = (
 
 
 @final
-class Buffer(Middleware[ReqT, RespT]):
+class Buffer(Middleware[ReqT, RespT], direct_call=True):
     """Queues requests (at most ``bound`` waiting) for a worker task that owns the inner service.
 
     The worker takes the requests in arrival order. For each, it waits until the inner
@@ -142,8 +142,6 @@ class Buffer(Middleware[ReqT, RespT]):
             )
         detail = "its `async with` block ended before the request was sent on"
         raise run.closed_error(detail) from run.cause
-
-    __call__ = call  # ready() only reserves a slot, which call() takes itself when it has none
 
     async def _work(self, run: Run) -> None:
         """The worker: waits for the inner service's readiness, then dispatches the next request."""

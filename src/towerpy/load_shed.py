@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar, final
+from typing import Any, TypeVar, final
 
 from typing_extensions import override
 
 from ._service import Middleware, Service
 from .errors import Overloaded
+from .lowlevel import Shed, shedding
 
 __all__ = ["LoadShed", "LoadShedLayer", "LoadShedStatistics"]
 
@@ -28,17 +29,25 @@ class LoadShedStatistics:
 
 
 @final
-class LoadShed(Middleware[ReqT, RespT]):
+class LoadShed(Middleware[ReqT, RespT], direct_call=True):
     """Refuses a request at once, with `Overloaded`, when the inner service is not ready.
 
     Put it outside a limit to turn waiting into an immediate failure: a caller that would
     queue behind a full concurrency limit, an empty token bucket or a full buffer gets
-    `Overloaded` instead, and can shed the work, retry later or pick another service.
+    `Overloaded` instead, and can shed the work, retry later or pick another service. Limits
+    whose capacity depends on the request, which no readiness check can know beforehand (a
+    rate limit with ``cost=``, a keyed concurrency limit), shed too: under a `LoadShed`, their
+    ``call()`` refuses where it would have waited.
 
     - ``ready()`` never waits: it reserves the inner service's capacity if that needs no
       waiting (``try_ready()``), and returns either way.
-    - ``call()`` uses the task's reservation if it has one; otherwise it reserves without
-      waiting, and raises `Overloaded` if it cannot. Then it calls the inner service.
+    - ``call()`` uses the task's reservation if it has one. Otherwise, through the built-in
+      towerpy layers below it, it goes straight in and each limit refuses instead of waiting
+      (tokens a rate limit took for the request are given back). Where the stack goes on
+      below some other layer (one of your own, or a `Retry`, which would retry the refusal),
+      it first reserves the inner capacity without waiting (``try_ready()``) and raises
+      `Overloaded` if it cannot; the request-dependent limits below such a layer are not
+      reached (put ``load_shed()`` right above them). Nothing is held after a refusal.
     - ``try_ready()`` is always True: the next ``call()`` never waits here.
 
     Raises:
@@ -49,11 +58,14 @@ class LoadShed(Middleware[ReqT, RespT]):
         inner: The service to protect.
     """
 
-    __slots__ = ("_shed",)
+    __slots__ = ("_direct", "_shed", "_shedding")
+    _towerpy_sheds = True
 
     def __init__(self, inner: Service[ReqT, RespT]) -> None:
         super().__init__(inner)
         self._shed = 0
+        members, self._direct = _shedding_chain(inner)
+        self._shedding = shedding(members)
 
     @override
     async def ready(self) -> None:
@@ -66,13 +78,16 @@ class LoadShed(Middleware[ReqT, RespT]):
 
     @override
     async def call(self, request: ReqT) -> RespT:
-        if not await self.inner.try_ready():
+        if not self._direct and not await self.inner.try_ready():
             self._shed += 1
             raise Overloaded("service overloaded: the inner service is not ready")
-        result: RespT = await self.inner.call(request)  # try_ready() reserved its capacity
+        try:
+            with self._shedding:
+                result: RespT = await self.inner(request)
+        except Shed:
+            self._shed += 1
+            raise
         return result
-
-    __call__ = call  # ready() + call() is call(): call() reserves what ready() would have
 
     def statistics(self) -> LoadShedStatistics:
         """Returns how many requests were shed."""
@@ -80,6 +95,28 @@ class LoadShed(Middleware[ReqT, RespT]):
 
     def __repr__(self) -> str:
         return f"LoadShed({self.inner!r})"
+
+
+def _shedding_chain(inner: Service[Any, Any]) -> tuple[frozenset[int], bool]:
+    """Returns the services below a `LoadShed` that must not wait, and whether that is all.
+
+    The chain is followed down through the built-in towerpy layers: each declares
+    ``_towerpy_sheds``, meaning it waits for capacity only through `towerpy.lowlevel` (so
+    `shedding` reaches it) and passes an `Overloaded` from further in through unchanged
+    (``"stop"``: and the chain ends with it). Any other service ends the chain: a layer of
+    one's own, or a `Retry`, might catch, change or retry the refusal. When the chain reaches a
+    service with no readiness of its own, `LoadShed` needs no ``try_ready()`` first.
+    """
+    members: set[int] = set()
+    service = inner
+    while True:
+        sheds = getattr(type(service), "_towerpy_sheds", False)
+        if not sheds:
+            return frozenset(members), type(service).ready is Service.ready
+        members.add(id(service))
+        if sheds == "stop" or not isinstance(service, Middleware):
+            return frozenset(members), True
+        service = service.inner
 
 
 @final

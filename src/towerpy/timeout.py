@@ -47,6 +47,7 @@ class Timeout(Middleware[ReqT, RespT]):
     """
 
     __slots__ = ("_message", "_queue", "_seconds")
+    _towerpy_sheds = True
 
     def __init__(self, inner: Service[ReqT, RespT], seconds: float) -> None:
         self._seconds = check_seconds("seconds", seconds)

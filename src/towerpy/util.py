@@ -40,7 +40,7 @@ def _plain_function(fn: object, who: str) -> None:
 
 
 @final
-class MapRequest(Middleware[NewReqT, RespT]):
+class MapRequest(Middleware[NewReqT, RespT], direct_call=True):
     """Applies a function to each request before the inner service sees it.
 
     ``ready()`` is the inner service's; ``call()`` raises whatever the function or the inner
@@ -48,6 +48,7 @@ class MapRequest(Middleware[NewReqT, RespT]):
     """
 
     __slots__ = ("_fn",)
+    _towerpy_sheds = True
 
     def __init__(self, inner: Service[ReqT, RespT], fn: Callable[[NewReqT], ReqT]) -> None:
         _plain_function(fn, "map_request")
@@ -56,18 +57,24 @@ class MapRequest(Middleware[NewReqT, RespT]):
 
     @override
     async def call(self, request: NewReqT) -> RespT:
-        result: RespT = await self.inner(self._fn(request))
+        try:
+            mapped = self._fn(request)
+        except BaseException:
+            self.inner.drop_reservation()  # refused before the call: free what ready() took
+            raise
+        result: RespT = await self.inner(mapped)
         return result
 
 
 @final
-class MapResponse(Middleware[ReqT, NewRespT]):
+class MapResponse(Middleware[ReqT, NewRespT], direct_call=True):
     """Applies a function to each response of the inner service.
 
     ``ready()`` is the inner service's; errors of the inner service pass through untouched.
     """
 
     __slots__ = ("_fn",)
+    _towerpy_sheds = True
 
     def __init__(self, inner: Service[ReqT, RespT], fn: Callable[[RespT], NewRespT]) -> None:
         _plain_function(fn, "map_response")
@@ -80,7 +87,7 @@ class MapResponse(Middleware[ReqT, NewRespT]):
 
 
 @final
-class MapErr(Middleware[ReqT, RespT]):
+class MapErr(Middleware[ReqT, RespT], direct_call=True):
     """Replaces each exception of the inner service with the one a function returns.
 
     The new exception is raised ``from`` the original; when the function returns the original,

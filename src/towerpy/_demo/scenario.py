@@ -186,7 +186,7 @@ PLANS = [
 
 
 @final
-class _MarkStart(Middleware[Any, Any]):
+class _MarkStart(Middleware[Any, Any], direct_call=True):
     """Marks the model call as running once every limit outside it has let it through."""
 
     __slots__ = ()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import TypeVar, final
 
 from typing_extensions import override
 
-from .. import _reserve
 from .._service import Middleware, Service
 from .._validate import check_positive_int
-from .._waiter import Waiter, new_waiter
+from .._waiter import Permits
+from ..lowlevel import reserve, take_or_acquire_nowait, try_reserve
 from .protocols import ConcurrencyBackend
 
 __all__ = [
@@ -64,12 +63,11 @@ class ConcurrencyLimiter:
         TypeError: ``max_in_flight`` is not an int.
     """
 
-    __slots__ = ("_available", "_max", "_waiters")
+    __slots__ = ("_max", "_permits")
 
     def __init__(self, max_in_flight: int) -> None:
         self._max = check_positive_int("max_in_flight", max_in_flight)
-        self._available = self._max
-        self._waiters: deque[Waiter] = deque()
+        self._permits = Permits(self._max)
 
     @property
     def max_in_flight(self) -> int:
@@ -78,8 +76,9 @@ class ConcurrencyLimiter:
 
     def acquire_nowait(self) -> object | None:
         """Takes a permit if one is free and nobody waits; returns it, or None."""
-        if self._available and not self._waiters:
-            self._available -= 1
+        permits = self._permits
+        if permits.available and not permits.waiting:  # Permits.take_nowait, without a call
+            permits.available -= 1
             return _PERMIT
         return None
 
@@ -88,19 +87,7 @@ class ConcurrencyLimiter:
 
         A task cancelled while waiting holds no permit afterwards.
         """
-        if self._available and not self._waiters:
-            self._available -= 1
-            return _PERMIT
-        waiter = new_waiter()
-        self._waiters.append(waiter)
-        try:
-            await waiter.wait()
-        except BaseException:
-            if waiter.woken:  # a permit was handed over just as we left: pass it on
-                self.release(_PERMIT)
-            elif waiter in self._waiters:  # else `release` already skipped it
-                self._waiters.remove(waiter)
-            raise
+        await self._permits.take()
         return _PERMIT
 
     async def try_acquire(self) -> object | None:
@@ -108,23 +95,25 @@ class ConcurrencyLimiter:
         return self.acquire_nowait()
 
     def release(self, permit: object) -> None:
-        """Gives a permit back: to the first waiter if there is one."""
-        waiters = self._waiters
-        while waiters:
-            if waiters.popleft().wake():
-                return  # handed over: the count does not change
-        if self._available < self._max:
-            self._available += 1
-        else:
+        """Gives a permit back: to the first waiter if there is one.
+
+        Raises:
+            RuntimeError: More permits were given back than were taken.
+        """
+        permits = self._permits
+        if permits.available >= self._max:
             raise RuntimeError("ConcurrencyLimiter.release() called more times than acquire()")
+        permits.give()
 
     @property
-    def _idle(self) -> bool:
-        return self._available == self._max and not self._waiters
+    def idle(self) -> bool:
+        """Whether every permit is free and nobody waits."""
+        return self._permits.available == self._max and not self._permits.waiting
 
     def statistics(self) -> ConcurrencyStatistics:
         """Returns the limit, the permits out and the number of waiting tasks."""
-        return ConcurrencyStatistics(self._max, self._max - self._available, len(self._waiters))
+        permits = self._permits
+        return ConcurrencyStatistics(self._max, self._max - int(permits.available), permits.waiting)
 
     def __repr__(self) -> str:
         stats = self.statistics()
@@ -160,7 +149,7 @@ def _limiter_from(
 
 
 @final
-class ConcurrencyLimit(Middleware[ReqT, RespT]):
+class ConcurrencyLimit(Middleware[ReqT, RespT], direct_call=True):
     """Enforces a limit on the requests in flight in the inner service.
 
     At any instant, permits out (running calls plus reservations made by ``ready()``) never
@@ -185,6 +174,7 @@ class ConcurrencyLimit(Middleware[ReqT, RespT]):
     """
 
     __slots__ = ("_limiter",)
+    _towerpy_sheds = True
 
     def __init__(
         self,
@@ -207,34 +197,26 @@ class ConcurrencyLimit(Middleware[ReqT, RespT]):
     @override
     async def ready(self) -> None:
         limiter = self._limiter
-        await _reserve.reserve(
-            self, limiter.acquire, limiter.release, self.inner, limiter.acquire_nowait
-        )
+        await reserve(self, limiter.acquire, limiter.release, self.inner, limiter.acquire_nowait)
 
     @override
     async def try_ready(self) -> bool:
         limiter = self._limiter
-        return await _reserve.try_reserve(
+        return await try_reserve(
             self, limiter.try_acquire, limiter.release, self.inner, limiter.acquire_nowait
         )
 
     @override
     async def call(self, request: ReqT) -> RespT:
         limiter = self._limiter
-        reservation = _reserve.take(self)
-        if reservation is not None:
-            permit = reservation.token
-        else:
-            permit = limiter.acquire_nowait()
-            if permit is None:
-                permit = await limiter.acquire()
+        permit = take_or_acquire_nowait(self, limiter.acquire_nowait)
+        if permit is None:
+            permit = await limiter.acquire()
         try:
             result: RespT = await self.inner(request)
         finally:
             limiter.release(permit)
         return result
-
-    __call__ = call  # ready() + call() is call(): it acquires what ready() would have reserved
 
     def statistics(self) -> ConcurrencyStatistics:
         """Returns the limiter's statistics (shared with other services, if it is shared)."""

@@ -10,6 +10,7 @@ from typing_extensions import override
 
 from .._service import Middleware, Service
 from .._validate import check_plain_function, check_positive_int
+from ..lowlevel import refuse_if_shedding
 from .concurrency import ConcurrencyLimiter, ConcurrencyStatistics
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def _check_limits(key: object, limits: Mapping[Any, int], default: int | None) -
 
 
 @final
-class KeyedConcurrencyLimit(Middleware[ReqT, RespT]):
+class KeyedConcurrencyLimit(Middleware[ReqT, RespT], direct_call=True):
     """Enforces a separate limit on requests in flight for each key of the requests.
 
     ``key(request)`` names the group a request belongs to (its agent, tool or tenant). Requests
@@ -77,6 +78,7 @@ class KeyedConcurrencyLimit(Middleware[ReqT, RespT]):
     """
 
     __slots__ = ("_default", "_key", "_limiters", "_limits")
+    _towerpy_sheds = True
 
     def __init__(
         self,
@@ -93,7 +95,11 @@ class KeyedConcurrencyLimit(Middleware[ReqT, RespT]):
 
     @override
     async def call(self, request: ReqT) -> RespT:
-        key = self._key(request)
+        try:
+            key = self._key(request)
+        except BaseException:
+            self.inner.drop_reservation()  # refused before the call: free what ready() took
+            raise
         limiter = self._limiters.get(key)
         if limiter is None:
             limit = self._limits.get(key, self._default)
@@ -104,9 +110,11 @@ class KeyedConcurrencyLimit(Middleware[ReqT, RespT]):
         permit = limiter.acquire_nowait()
         if permit is None:
             try:
+                refuse_if_shedding(self)
                 permit = await limiter.acquire()
             except BaseException:
                 self._forget_if_idle(key, limiter)
+                self.inner.drop_reservation()
                 raise
         try:
             result: RespT = await self.inner(request)
@@ -117,7 +125,7 @@ class KeyedConcurrencyLimit(Middleware[ReqT, RespT]):
 
     def _forget_if_idle(self, key: Hashable, limiter: ConcurrencyLimiter) -> None:
         # keys seen only through `default` come and go (one per tenant, say): keep them bounded
-        if limiter._idle and key not in self._limits and self._limiters.get(key) is limiter:
+        if limiter.idle and key not in self._limits and self._limiters.get(key) is limiter:
             del self._limiters[key]
 
     def statistics(self) -> KeyedConcurrencyStatistics:

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from typing_extensions import override
 
-from .. import _reserve
 from .._service import Middleware, Service, callable_name
 from .._validate import check_plain_function, check_positive_number
+from ..lowlevel import Shed, reserve, take_or_acquire_nowait, try_reserve
 from .bucket import RateStatistics, TokenBucket
 from .protocols import RateBackend
 
@@ -91,7 +91,7 @@ def _cost(value: object, fn: Callable[..., object], which: str) -> float:
 
 
 @final
-class RateLimit(Middleware[ReqT, RespT]):
+class RateLimit(Middleware[ReqT, RespT], direct_call=True):
     """Admits requests to the inner service at the pace of a token bucket.
 
     Each request takes ``cost(request)`` tokens (1 without a cost function) from a
@@ -129,6 +129,7 @@ class RateLimit(Middleware[ReqT, RespT]):
     """
 
     __slots__ = ("_actual_cost", "_bucket", "_cost")
+    _towerpy_sheds = True
 
     def __init__(
         self,
@@ -163,6 +164,9 @@ class RateLimit(Middleware[ReqT, RespT]):
     async def _try_acquire_one(self) -> float | None:
         return _ONE if await self._bucket.try_acquire(_ONE) else None
 
+    def _acquire_nowait(self, cost: float) -> float | None:
+        return cost if self._bucket.acquire_nowait(cost) else None
+
     def _acquire_one_nowait(self) -> float | None:
         return _ONE if self._bucket.acquire_nowait(_ONE) else None
 
@@ -171,7 +175,7 @@ class RateLimit(Middleware[ReqT, RespT]):
         if self._cost is not None:
             await self.inner.ready()  # the next request's cost is unknown: nothing to reserve
             return
-        await _reserve.reserve(
+        await reserve(
             self, self._acquire_one, self._bucket.refund, self.inner, self._acquire_one_nowait
         )
 
@@ -179,21 +183,31 @@ class RateLimit(Middleware[ReqT, RespT]):
     async def try_ready(self) -> bool:
         if self._cost is not None:
             return await self.inner.try_ready()
-        return await _reserve.try_reserve(
+        return await try_reserve(
             self, self._try_acquire_one, self._bucket.refund, self.inner, self._acquire_one_nowait
         )
 
     @override
     async def call(self, request: ReqT) -> RespT:
         bucket = self._bucket
-        reservation = _reserve.take(self)
-        if reservation is not None:
-            cost: float = reservation.token
-        else:
-            cost = _ONE if self._cost is None else _cost(self._cost(request), self._cost, "cost")
-            if not bucket.acquire_nowait(cost):
+        if self._cost is None:
+            cost = take_or_acquire_nowait(self, self._acquire_one_nowait)
+            if cost is None:
+                cost = _ONE
                 await bucket.acquire(cost)
-        response: RespT = await self.inner(request)
+        else:  # ready() reserved nothing here: the cost is known only now
+            try:
+                cost = _cost(self._cost(request), self._cost, "cost")
+                if take_or_acquire_nowait(self, self._acquire_nowait, cost) is None:
+                    await bucket.acquire(cost)
+            except BaseException:
+                self.inner.drop_reservation()  # refused before the call: free what ready() took
+                raise
+        try:
+            response: RespT = await self.inner(request)
+        except Shed:
+            bucket.refund(cost)  # refused further in, under load shedding: never admitted
+            raise
         if self._actual_cost is not None:
             actual = _cost(self._actual_cost(request, response), self._actual_cost, "actual_cost")
             if actual > cost:
@@ -201,8 +215,6 @@ class RateLimit(Middleware[ReqT, RespT]):
             elif actual < cost:
                 bucket.refund(cost - actual)
         return response
-
-    __call__ = call  # ready() + call() is call(): it acquires what ready() would have reserved
 
     def statistics(self) -> RateStatistics:
         """Returns the bucket's statistics (shared with other services, if it is shared)."""

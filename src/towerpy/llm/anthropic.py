@@ -25,7 +25,7 @@ _OWNED = ("model", "messages", "system", "tools", "stream", "max_tokens")
 
 
 @final
-class AnthropicModel(Service[ChatRequest, StepOutcome]):
+class AnthropicModel(Service[ChatRequest, StepOutcome], direct_call=True):
     """A step service that makes one Anthropic Messages API call per request.
 
     The conversion follows the Messages API's rules: system messages go to the top-level

@@ -25,7 +25,7 @@ _OWNED = ("model", "messages", "tools", "stream", "max_tokens")
 
 
 @final
-class OpenAIChatModel(Service[ChatRequest, StepOutcome]):
+class OpenAIChatModel(Service[ChatRequest, StepOutcome], direct_call=True):
     """A step service that makes one Chat Completions call per request.
 
     It serves OpenAI and any OpenAI-compatible server (vLLM, Ollama, LM Studio, Groq, Together,

@@ -17,7 +17,7 @@ __all__ = ["ParallelTools", "ParallelToolsLayer"]
 
 
 @final
-class ParallelTools(Middleware["ChatRequest", "StepOutcome"]):
+class ParallelTools(Middleware["ChatRequest", "StepOutcome"], direct_call=True):
     """Runs the tool calls of each model answer in parallel and appends their results.
 
     ``ready()`` is the inner step service's. ``call(request)`` calls the step service; when the

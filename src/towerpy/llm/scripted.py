@@ -21,7 +21,7 @@ ScriptEntry: TypeAlias = Message | Callable[[ChatRequest], Message | Awaitable[M
 
 
 @final
-class ScriptedModel(Service[ChatRequest, StepOutcome]):
+class ScriptedModel(Service[ChatRequest, StepOutcome], direct_call=True):
     """A step service that answers from a script, one entry per call: no network, deterministic.
 
     Each call takes the next entry, in the order the calls arrive: an assistant `Message`

@@ -47,7 +47,7 @@ def _attempts(n: int) -> str:
 
 
 @final
-class Retry(Middleware[ReqT, RespT]):
+class Retry(Middleware[ReqT, RespT], direct_call=True):
     """Tries a failed call again, as its policy decides, waiting between tries.
 
     ``ready()`` is the inner service's: a reservation it makes serves the first try; each

@@ -9,8 +9,9 @@ from typing import Any, Generic, TypeVar, final
 import anyio
 from typing_extensions import override
 
-from .. import _reserve
 from .._service import Service
+from .._waiter import Permits
+from ..lowlevel import held, hold, take_or_acquire_nowait
 
 __all__ = ["MockHandle", "MockService", "Responder", "mock_service"]
 
@@ -82,11 +83,10 @@ class Responder(Generic[RespT]):
 class MockHandle(Generic[ReqT, RespT]):
     """The test's side of a `MockService`: receives its requests and sets its readiness."""
 
-    __slots__ = ("_allowed", "_received", "_requests", "_service", "_waiters")
+    __slots__ = ("_allowances", "_received", "_requests")
 
     def __init__(self) -> None:
-        self._allowed: float = math.inf
-        self._waiters: deque[anyio.Event] = deque()
+        self._allowances = Permits(math.inf)
         self._requests: deque[tuple[ReqT, Responder[RespT]]] = deque()
         self._received: anyio.Event | None = None  # created on demand: needs a running loop
 
@@ -101,13 +101,12 @@ class MockHandle(Generic[ReqT, RespT]):
         """
         if n is not None and n < 0:
             raise ValueError(f"allow() needs a count >= 0 (or None for no limit), got {n}")
-        self._allowed = math.inf if n is None else n
-        self._wake()
+        self._allowances.set_available(math.inf if n is None else n)
 
     @property
     def allowed(self) -> float:
         """How many more calls may become ready (``math.inf`` when unlimited)."""
-        return self._allowed
+        return self._allowances.available
 
     @property
     def pending(self) -> int:
@@ -129,34 +128,17 @@ class MockHandle(Generic[ReqT, RespT]):
     # --- the service's side ---------------------------------------------------------------
 
     def _take_nowait(self) -> bool:
-        if self._allowed >= 1 and not self._waiters:
-            self._allowed -= 1
-            return True
-        return False
+        return self._allowances.take_nowait()
+
+    def _take_nowait_token(self) -> bool | None:
+        return True if self._allowances.take_nowait() else None
 
     async def _take(self) -> bool:
-        if self._take_nowait():
-            return True
-        event = anyio.Event()
-        self._waiters.append(event)
-        try:
-            await event.wait()
-        except BaseException:
-            if event.is_set():  # woken with an allowance it will not use: pass it on
-                self._give_back(True)
-            else:
-                self._waiters.remove(event)
-            raise
+        await self._allowances.take()
         return True
 
     def _give_back(self, _token: bool) -> None:
-        self._allowed += 1
-        self._wake()
-
-    def _wake(self) -> None:
-        while self._waiters and self._allowed >= 1:
-            self._allowed -= 1
-            self._waiters.popleft().set()
+        self._allowances.give()
 
     def _receive(self, request: ReqT) -> Responder[RespT]:
         responder: Responder[RespT] = Responder()
@@ -168,7 +150,7 @@ class MockHandle(Generic[ReqT, RespT]):
 
 
 @final
-class MockService(Service[ReqT, RespT]):
+class MockService(Service[ReqT, RespT], direct_call=True):
     """A service answered by hand through its `MockHandle`. Build it with `mock_service`.
 
     ``ready()`` waits until the handle allows another call and reserves that allowance for the
@@ -177,32 +159,37 @@ class MockService(Service[ReqT, RespT]):
     """
 
     __slots__ = ("_handle",)
+    _towerpy_sheds = "stop"
 
     def __init__(self, handle: MockHandle[ReqT, RespT]) -> None:
         self._handle = handle
 
+    @property
+    def handle(self) -> MockHandle[ReqT, RespT]:
+        """The handle that answers this service's requests and sets its readiness."""
+        return self._handle
+
     @override
     async def ready(self) -> None:
         handle = self._handle
-        if _reserve.held(self) is None:
-            _reserve.hold(self, await handle._take(), handle._give_back)
+        if held(self) is None:
+            hold(self, await handle._take(), handle._give_back)
 
     @override
     async def try_ready(self) -> bool:
         handle = self._handle
-        if _reserve.held(self) is None:
+        if held(self) is None:
             if not handle._take_nowait():
                 return False
-            _reserve.hold(self, True, handle._give_back)
+            hold(self, True, handle._give_back)
         return True
 
     @override
     async def call(self, request: ReqT) -> RespT:
-        if _reserve.take(self) is None:
-            await self._handle._take()
-        return await self._handle._receive(request)._wait()
-
-    __call__ = call
+        handle = self._handle
+        if take_or_acquire_nowait(self, handle._take_nowait_token) is None:
+            await handle._take()
+        return await handle._receive(request)._wait()
 
     def __repr__(self) -> str:
         return f"MockService(allowed={self._handle.allowed}, pending={self._handle.pending})"

@@ -31,6 +31,7 @@ class InFlightProbe(Middleware[ReqT, RespT]):
     """
 
     __slots__ = ("calls", "in_flight", "peak", "started")
+    _towerpy_sheds = True
 
     def __init__(self, inner: Service[ReqT, RespT]) -> None:
         super().__init__(inner)
@@ -46,7 +47,7 @@ class InFlightProbe(Middleware[ReqT, RespT]):
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
-            result: RespT = await self.inner(request)
+            result: RespT = await self.inner.call(request)  # ready() is not counted
         finally:
             self.in_flight -= 1
             self.calls.append((start, current_time()))

@@ -74,7 +74,7 @@ class _Batch:
 
 
 @final
-class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]]):
+class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct_call=True):
     """Runs a batch of tool invocations concurrently through one router.
 
     ``ready()`` returns at once (the invocations run in worker tasks, which wait for the

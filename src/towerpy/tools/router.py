@@ -21,7 +21,7 @@ _RAW_SHOWN = 200  # characters of unparseable argument text quoted back to the m
 
 
 @final
-class ToolRouter(Service[ToolInvocation, ToolOutput]):
+class ToolRouter(Service[ToolInvocation, ToolOutput], direct_call=True):
     """Dispatches each invocation to the tool of its name.
 
     ``ready()`` returns at once: which tool a call needs is known only from its request, so each

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, final, overload
 
 from typing_extensions import override
 
-from .._service import Service, _forwards_readiness, callable_name, is_async_callable
+from .._service import Service, callable_name, is_async_callable
 from ._schema import ArgumentsSchema, describe, validate_tool_name
 from ._threads import DEFAULT_THREAD_LIMITER, ThreadLimiter, run_in_thread
 from .models import ToolSpec
@@ -21,7 +21,7 @@ __all__ = ["Tool", "tool"]
 
 
 @final
-class _Invoke(Service[tuple[list[Any], dict[str, Any]], Any]):
+class _Invoke(Service[tuple[list[Any], dict[str, Any]], Any], direct_call=True):
     """Calls the tool's function with validated arguments: awaited, or in a worker thread."""
 
     __slots__ = ("_fn", "_is_async", "_limiter")
@@ -43,7 +43,7 @@ class _Invoke(Service[tuple[list[Any], dict[str, Any]], Any]):
 
 
 @final
-class Tool(Service[dict[str, Any], Any]):
+class Tool(Service[dict[str, Any], Any], direct_call=True):
     """A function a model may call: a service from an arguments object to the function's result.
 
     Build one with `tool` (usually as the ``@tool`` decorator). The parameters of the function
@@ -133,9 +133,12 @@ class Tool(Service[dict[str, Any], Any]):
         )
 
     @override
-    @_forwards_readiness  # nothing of its own: call() goes through the stack's ready() itself
     async def ready(self) -> None:
         await self._service.ready()
+
+    @override
+    def drop_reservation(self) -> None:
+        self._service.drop_reservation()
 
     @override
     async def try_ready(self) -> bool:
@@ -143,7 +146,12 @@ class Tool(Service[dict[str, Any], Any]):
 
     @override
     async def call(self, request: dict[str, Any]) -> Any:
-        return await self._service(self._arguments.validate(request))
+        try:
+            arguments = self._arguments.validate(request)
+        except BaseException:
+            self._service.drop_reservation()  # refused before the call: free what ready() took
+            raise
+        return await self._service(arguments)
 
     def validate(self, arguments: object) -> dict[str, Any]:
         """Validates an arguments object without running the tool.
