@@ -110,32 +110,32 @@ async def test_shorthands_stack_in_order() -> None:
 
 def test_layer_rejects_a_non_layer_naming_the_type() -> None:
     with pytest.raises(TypeError, match=r"needs a Layer.*got int 3"):
-        ServiceBuilder().layer(3)  # type: ignore[arg-type]
+        ServiceBuilder().layer(3)  # type: ignore[call-overload]
 
 
 def test_layer_rejects_a_layer_class_that_was_not_instantiated() -> None:
     with pytest.raises(TypeError, match=r"the class TagLayer; create one first: TagLayer\(...\)"):
-        ServiceBuilder().layer(TagLayer)  # type: ignore[arg-type]
+        ServiceBuilder().layer(TagLayer)  # type: ignore[call-overload]
 
 
 def test_layer_rejects_a_service_and_says_where_it_goes() -> None:
     with pytest.raises(TypeError, match=r"a service goes last: builder.service"):
-        ServiceBuilder().layer(service_fn(passthrough))  # type: ignore[arg-type]
+        ServiceBuilder().layer(service_fn(passthrough))  # type: ignore[call-overload]
 
 
 def test_layer_rejects_a_plain_function_and_suggests_layer_fn() -> None:
     with pytest.raises(TypeError, match="wrap it with layer_fn"):
-        ServiceBuilder().layer(lambda s: s)  # type: ignore[arg-type]
+        ServiceBuilder().layer(lambda s: s)  # type: ignore[call-overload]
 
 
 def test_service_rejects_a_function_and_suggests_service_fn() -> None:
     with pytest.raises(TypeError, match="wrap it with service_fn"):
-        ServiceBuilder().service(passthrough)  # type: ignore[arg-type]
+        ServiceBuilder().service(passthrough)  # type: ignore[call-overload]
 
 
 def test_service_rejects_other_objects() -> None:
     with pytest.raises(TypeError, match="needs a Service, got str"):
-        ServiceBuilder().service("svc")  # type: ignore[arg-type]
+        ServiceBuilder().service("svc")  # type: ignore[call-overload]
 
 
 def test_a_layer_that_returns_a_non_service_is_named() -> None:
