@@ -3,13 +3,15 @@
 mypy (the CI's `mypy` step, and tests/test_typing.py) and pyright (tests/test_typing.py) check
 this file. Each `assert_type` is an expectation; each `# type: ignore[...]` marks a mistake that
 must be reported there (an unneeded one is itself an error: mypy's `warn_unused_ignores`,
-pyright's `reportUnnecessaryTypeIgnoreComment`).
+pyright's `reportUnnecessaryTypeIgnoreComment`). A `# pyright: ignore[...]` marks what pyright
+alone reports (mypy does not read them), so that docs/concepts.md stays true of both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar, assert_type
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar, assert_type
 
 from typing_extensions import override
 
@@ -152,6 +154,10 @@ async def map_request_and_map_response_change_the_types() -> None:
     # a builder of named types gives a lambda its parameter's type
     typed = ServiceBuilder[str, int]().map_request(lambda text: text.strip())
     assert_type(typed.service(service_fn(count)), Service[str, int])
+    # before anything fixed the type, mypy gives a lambda's parameter Any; pyright, a type of
+    # which nothing is known (docs/concepts.md says so)
+    untyped = ServiceBuilder().map_request(lambda text: text.strip())  # pyright: ignore[reportUnknownVariableType, reportUnknownLambdaType, reportUnknownMemberType, reportAttributeAccessIssue]
+    assert_type(untyped, ServiceBuilder[Any, Unchanged, Any, Unchanged])
 
 
 class ShortJobs:
@@ -182,6 +188,12 @@ async def concretely_typed_layers_change_the_types(
         ServiceBuilder[str, int, Job, int],
     )
     ServiceBuilder().map_request(parse).layer(jobs_layer)  # type: ignore[arg-type]
+
+    # a lambda that builds a middleware of fixed types: fine for mypy, reported by pyright
+    tagged = layer_fn(lambda inner: LogRequests(inner))  # pyright: ignore[reportArgumentType]
+    assert_type(tagged, LayerFn[Any, Any, str, str])
+    partly = ServiceBuilder().layer(layer_fn(partial(ParseJobs)))  # how pyright users write it
+    assert_type(partly.service(service_fn(run_job)), Service[str, int])
 
     # None adds nothing, so an optional layer must keep the types it is given
     logged = ServiceBuilder().option_layer(layer_fn(LogRequests))
