@@ -317,7 +317,8 @@ def layer_fn(fn: Callable[[Service[Any, Any]], Service[Any, Any]]) -> Any:
 
     A generic function (a generic `Middleware` subclass, say) makes a layer that fits any
     service and keeps its types; a function of one ``Service[Req, Resp]`` makes a layer of those
-    types, which `ServiceBuilder` checks.
+    types, which `ServiceBuilder` checks. (pyright cannot type a lambda's parameter here: for a
+    middleware of fixed types with extra arguments, pass ``functools.partial(Tag, name=...)``.)
 
     Args:
         fn: A plain function from the inner service to the wrapping service.
