@@ -236,7 +236,7 @@ def test_layer_fn_rejects_async_functions_and_non_callables() -> None:
     with pytest.raises(TypeError, match="plain function"):
         layer_fn(wrap)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="got str"):
-        layer_fn("nope")  # type: ignore[arg-type]
+        layer_fn("nope")  # type: ignore[call-overload]
 
 
 def test_service_cannot_be_instantiated_without_call() -> None:

@@ -1,6 +1,6 @@
 """Composable, concurrency-correct middleware for async Python services and LLM agents."""
 
-from ._builder import ServiceBuilder
+from ._builder import ServiceBuilder, Unchanged
 from ._service import Identity, Layer, LayerFn, Middleware, Service, ServiceFn, layer_fn, service_fn
 from .buffer import Buffer, BufferLayer
 from .errors import (
@@ -110,6 +110,7 @@ __all__ = [
     "ToolError",
     "ToolNotFound",
     "TowerError",
+    "Unchanged",
     "layer_fn",
     "option_layer",
     "service_fn",

@@ -3,24 +3,55 @@
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, Generic, Self, final, overload
+
+from typing_extensions import TypeVar as DefaultTypeVar
 
 from ._service import Service, callable_name
 from .buffer import BufferLayer
-from .limit.concurrency import ConcurrencyLimitLayer
-from .limit.rate import RateLimitLayer
+from .limit.concurrency import ConcurrencyLimitLayer, _limiter_from
+from .limit.keyed import KeyedConcurrencyLimitLayer
+from .limit.rate import RateLimitLayer, _bucket_from
 from .load_shed import LoadShedLayer
 from .retry.layer import RetryLayer
 from .timeout import TimeoutLayer
 from .util import MapErrLayer, MapRequestLayer, MapResponseLayer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Hashable, Mapping
 
-    from ._service import Layer
+    from ._service import KeepsTypesLayer, Layer
+    from .limit.protocols import ConcurrencyBackend, RateBackend
     from .retry.policy import Policy
 
-__all__ = ["ServiceBuilder"]
+__all__ = ["ServiceBuilder", "Unchanged"]
+
+
+@final
+class Unchanged:
+    """A `ServiceBuilder` type parameter: the layers added so far leave this type as it is.
+
+    ``ServiceBuilder()`` is a ``ServiceBuilder[Unchanged, Unchanged]``: its ``service(s)`` has
+    the request and response types of ``s``. ``.map_request(parse)`` with ``parse: str -> Job``
+    makes it a ``ServiceBuilder[str, Unchanged, Job, Unchanged]``: the built service takes a
+    ``str``, the wrapped one a ``Job``. Only type checkers see it; no value has this type.
+    """
+
+    __slots__ = ()
+
+
+# The built service's types, then the wrapped service's: each side (requests, responses) is
+# either Unchanged in both places (the layers keep whatever the service has) or concrete in both.
+ReqT = DefaultTypeVar("ReqT", default=Unchanged)
+RespT = DefaultTypeVar("RespT", default=Unchanged)
+InnerReqT = DefaultTypeVar("InnerReqT", default=ReqT)
+InnerRespT = DefaultTypeVar("InnerRespT", default=RespT)
+# Any when nothing says (an unannotated lambda given to map_request: its parameter is Any)
+_A = DefaultTypeVar("_A", default=Any)
+_B = DefaultTypeVar("_B", default=Any)
+_C = DefaultTypeVar("_C", default=Any)
+_D = DefaultTypeVar("_D", default=Any)
+_U = Unchanged
 
 
 def _check_layer(layer: object) -> None:
@@ -41,13 +72,18 @@ def _check_layer(layer: object) -> None:
 
 
 @final
-class ServiceBuilder:
+class ServiceBuilder(Generic[ReqT, RespT, InnerReqT, InnerRespT]):
     """Stacks layers around a service.
 
     The builder is immutable: each method returns a new builder, so a partly built stack can be
     shared and extended in different ways. The first layer added is the outermost: in
     ``ServiceBuilder().layer(a).layer(b).service(s)`` a request passes ``a``, then ``b``, then
     reaches ``s``.
+
+    It is typed: ``service(s)`` returns a ``Service`` of the types of ``s``, changed by what
+    ``map_request``, ``map_response`` and concretely typed layers do to them. Its type
+    parameters are the built service's request and response types, then the wrapped
+    service's; `Unchanged` marks a type the layers leave as it is.
 
     Example:
         >>> svc = ServiceBuilder().map_request(str.strip).service(service_fn(echo))
@@ -58,12 +94,35 @@ class ServiceBuilder:
     def __init__(self) -> None:
         self._layers: tuple[Layer[Any, Any, Any, Any], ...] = ()
 
-    def _with(self, layer: Layer[Any, Any, Any, Any]) -> ServiceBuilder:
-        builder = ServiceBuilder()
+    def _with(self, layer: Layer[Any, Any, Any, Any]) -> Self:
+        # typed as this builder: the methods that change the types say so in their overloads
+        builder = type(self)()
         builder._layers = (*self._layers, layer)
         return builder
 
-    def layer(self, layer: Layer[Any, Any, Any, Any]) -> ServiceBuilder:
+    # A layer that keeps types keeps the builder's; a concretely typed Layer[A, B, C, D] turns a
+    # Service[A, B] into a Service[C, D]: it fixes each Unchanged side, or must accept what the
+    # layers above it send (C) and return what they expect (D).
+    @overload
+    def layer(self, layer: KeepsTypesLayer) -> Self: ...
+    @overload
+    def layer(
+        self: ServiceBuilder[_U, _U, _U, _U], layer: Layer[_A, _B, _C, _D]
+    ) -> ServiceBuilder[_C, _D, _A, _B]: ...
+    @overload
+    def layer(
+        self: ServiceBuilder[_U, RespT, _U, InnerRespT], layer: Layer[_A, _B, _C, InnerRespT]
+    ) -> ServiceBuilder[_C, RespT, _A, _B]: ...
+    @overload
+    def layer(
+        self: ServiceBuilder[ReqT, _U, InnerReqT, _U], layer: Layer[_A, _B, InnerReqT, _D]
+    ) -> ServiceBuilder[ReqT, _D, _A, _B]: ...
+    @overload
+    def layer(
+        self: ServiceBuilder[ReqT, RespT, InnerReqT, InnerRespT],
+        layer: Layer[_A, _B, InnerReqT, InnerRespT],
+    ) -> ServiceBuilder[ReqT, RespT, _A, _B]: ...
+    def layer(self, layer: Layer[Any, Any, Any, Any]) -> Any:
         """Returns a new builder with ``layer`` added inside the layers added so far.
 
         Raises:
@@ -72,50 +131,124 @@ class ServiceBuilder:
         _check_layer(layer)
         return self._with(layer)
 
-    def option_layer(self, layer: Layer[Any, Any, Any, Any] | None) -> ServiceBuilder:
+    # None adds nothing, so only a layer that keeps the types it is given may be optional
+    @overload
+    def option_layer(self, layer: KeepsTypesLayer | None) -> Self: ...
+    @overload
+    def option_layer(
+        self: ServiceBuilder[_U, _U, _U, _U], layer: Layer[_A, _B, _A, _B] | None
+    ) -> ServiceBuilder[_A, _B, _A, _B]: ...
+    @overload
+    def option_layer(
+        self: ServiceBuilder[_U, RespT, _U, InnerRespT],
+        layer: Layer[_A, InnerRespT, _A, InnerRespT] | None,
+    ) -> ServiceBuilder[_A, RespT, _A, InnerRespT]: ...
+    @overload
+    def option_layer(
+        self: ServiceBuilder[ReqT, _U, InnerReqT, _U],
+        layer: Layer[InnerReqT, _B, InnerReqT, _B] | None,
+    ) -> ServiceBuilder[ReqT, _B, InnerReqT, _B]: ...
+    @overload
+    def option_layer(
+        self, layer: Layer[InnerReqT, InnerRespT, InnerReqT, InnerRespT] | None
+    ) -> Self: ...
+    def option_layer(self, layer: Layer[Any, Any, Any, Any] | None) -> Any:
         """Like `layer`, but None adds nothing: for layers that configuration may turn off."""
         return self if layer is None else self.layer(layer)
 
-    def map_request(self, fn: Callable[[Any], Any]) -> ServiceBuilder:
+    @overload
+    def map_request(
+        self: ServiceBuilder[_U, RespT, _U, InnerRespT], fn: Callable[[_A], _B]
+    ) -> ServiceBuilder[_A, RespT, _B, InnerRespT]: ...
+    @overload
+    def map_request(
+        self: ServiceBuilder[ReqT, RespT, InnerReqT, InnerRespT], fn: Callable[[InnerReqT], _B]
+    ) -> ServiceBuilder[ReqT, RespT, _B, InnerRespT]: ...
+    def map_request(self, fn: Callable[[Any], Any]) -> Any:
         """Adds a `MapRequest`: ``fn`` (a plain function) transforms each request."""
         return self._with(MapRequestLayer(fn))
 
-    def map_response(self, fn: Callable[[Any], Any]) -> ServiceBuilder:
+    @overload
+    def map_response(
+        self: ServiceBuilder[ReqT, _U, InnerReqT, _U], fn: Callable[[_A], _B]
+    ) -> ServiceBuilder[ReqT, _B, InnerReqT, _A]: ...
+    @overload
+    def map_response(
+        self: ServiceBuilder[ReqT, RespT, InnerReqT, InnerRespT], fn: Callable[[_A], InnerRespT]
+    ) -> ServiceBuilder[ReqT, RespT, InnerReqT, _A]: ...
+    def map_response(self, fn: Callable[[Any], Any]) -> Any:
         """Adds a `MapResponse`: ``fn`` (a plain function) transforms each response."""
         return self._with(MapResponseLayer(fn))
 
-    def map_err(self, fn: Callable[[Exception], Exception]) -> ServiceBuilder:
+    def map_err(self, fn: Callable[[Exception], Exception]) -> Self:
         """Adds a `MapErr`: ``fn`` (a plain function) replaces each exception."""
         return self._with(MapErrLayer(fn))
 
-    def concurrency_limit(self, max_in_flight: int) -> ServiceBuilder:
+    def concurrency_limit(
+        self, max_in_flight: int | None = None, *, limiter: ConcurrencyBackend | None = None
+    ) -> Self:
         """Adds a `ConcurrencyLimit`: at most ``max_in_flight`` requests in flight.
 
+        Give exactly one of ``max_in_flight`` (a count for this stack's service alone) or
+        ``limiter`` (a `ConcurrencyLimiter` shared with other services).
+
         Raises:
-            ValueError: ``max_in_flight`` is below 1 (raised here, not when the stack is built).
+            ValueError: Neither or both are given, or ``max_in_flight`` is below 1 (raised here,
+                not when the stack is built).
+            TypeError: ``max_in_flight`` is not an int, or ``limiter`` is not a limiter.
         """
-        return self._with(ConcurrencyLimitLayer(max_in_flight))
+        _limiter_from("ServiceBuilder.concurrency_limit()", max_in_flight, limiter)
+        return self._with(ConcurrencyLimitLayer(max_in_flight, limiter=limiter))
+
+    def keyed_concurrency_limit(
+        self,
+        key: Callable[[Any], Hashable],
+        limits: Mapping[Any, int],
+        default: int | None = None,
+    ) -> Self:
+        """Adds a `KeyedConcurrencyLimit`: a separate limit per ``key(request)``.
+
+        Args:
+            key: A plain function from a request to a hashable key (its agent, tool, tenant).
+            limits: The limit of each known key.
+            default: The limit of every other key, each on its own; None for no limit.
+
+        Raises:
+            ValueError: A limit is below 1 (raised here).
+            TypeError: ``key`` is not a plain function, or a limit is not an int.
+        """
+        return self._with(KeyedConcurrencyLimitLayer(key, limits, default))
 
     def rate_limit(
         self,
-        rate: float,
+        rate: float | None = None,
         per: float = 1.0,
         *,
         burst: float | None = None,
         cost: Callable[[Any], float] | None = None,
         actual_cost: Callable[[Any, Any], float] | None = None,
-    ) -> ServiceBuilder:
+        limiter: RateBackend | None = None,
+    ) -> Self:
         """Adds a `RateLimit`: a token bucket of ``rate`` tokens per ``per`` seconds.
 
+        Give exactly one of ``rate`` (a bucket for this stack's service alone) or ``limiter``
+        (a `TokenBucket` shared with other services: one budget for them all).
+
         Raises:
-            ValueError: ``rate``, ``per`` or ``burst`` is not a finite number above 0 (raised
-                here, not when the stack is built).
+            ValueError: Neither or both of ``rate`` and ``limiter`` are given; ``per`` or
+                ``burst`` is given with ``limiter``; ``rate``, ``per`` or ``burst`` is not a
+                finite number above 0 (raised here, not when the stack is built).
+            TypeError: ``cost`` or ``actual_cost`` is not a plain function, or ``limiter`` is
+                not a bucket.
         """
+        _bucket_from("ServiceBuilder.rate_limit()", rate, per, burst, cost, actual_cost, limiter)
         return self._with(
-            RateLimitLayer(rate, per, burst=burst, cost=cost, actual_cost=actual_cost)
+            RateLimitLayer(
+                rate, per, burst=burst, cost=cost, actual_cost=actual_cost, limiter=limiter
+            )
         )
 
-    def timeout(self, seconds: float) -> ServiceBuilder:
+    def timeout(self, seconds: float) -> Self:
         """Adds a `Timeout`: a call taking longer than ``seconds`` raises `Elapsed`.
 
         Raises:
@@ -123,18 +256,35 @@ class ServiceBuilder:
         """
         return self._with(TimeoutLayer(seconds))
 
-    def load_shed(self) -> ServiceBuilder:
+    def load_shed(self) -> Self:
         """Adds a `LoadShed`: `Overloaded` at once when the layers below are not ready."""
         return self._with(LoadShedLayer())
 
-    def buffer(self, bound: int) -> ServiceBuilder:
+    def buffer(self, bound: int) -> Self:
         """Adds a `Buffer`: a queue of at most ``bound`` requests in front of a worker task."""
         return self._with(BufferLayer(bound))
 
-    def retry(self, policy: Policy[Any]) -> ServiceBuilder:
+    def retry(self, policy: Policy[Any]) -> Self:
         """Adds a `Retry`: failed calls are tried again as ``policy`` (a `RetryPolicy`) says."""
         return self._with(RetryLayer(policy))
 
+    @overload
+    def service(
+        self: ServiceBuilder[_U, _U, _U, _U], inner: Service[_A, _B]
+    ) -> Service[_A, _B]: ...
+    @overload
+    def service(
+        self: ServiceBuilder[_U, RespT, _U, InnerRespT], inner: Service[_A, InnerRespT]
+    ) -> Service[_A, RespT]: ...
+    @overload
+    def service(
+        self: ServiceBuilder[ReqT, _U, InnerReqT, _U], inner: Service[InnerReqT, _B]
+    ) -> Service[ReqT, _B]: ...
+    @overload
+    def service(
+        self: ServiceBuilder[ReqT, RespT, InnerReqT, InnerRespT],
+        inner: Service[InnerReqT, InnerRespT],
+    ) -> Service[ReqT, RespT]: ...
     def service(self, inner: Service[Any, Any]) -> Service[Any, Any]:
         """Wraps ``inner`` in every layer, the first added outermost.
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import abc
 import functools
 import inspect
-from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, final, overload
 
+from typing_extensions import TypeVar as DefaultTypeVar
 from typing_extensions import override
 
 from . import _reserve
@@ -34,6 +35,14 @@ InReqT_co = TypeVar("InReqT_co", covariant=True)
 InRespT_contra = TypeVar("InRespT_contra", contravariant=True)
 OutReqT_contra = TypeVar("OutReqT_contra", contravariant=True)
 OutRespT_co = TypeVar("OutRespT_co", covariant=True)
+# the inner service's types of a Middleware: by default the same as the middleware's own
+InnerReqT = DefaultTypeVar("InnerReqT", default=ReqT_contra)
+InnerRespT = DefaultTypeVar("InnerRespT", default=RespT_co)
+# a layer_fn's types, Any when a bare `LayerFn` is written in an annotation
+FnInReqT = DefaultTypeVar("FnInReqT", default=Any)
+FnInRespT = DefaultTypeVar("FnInRespT", default=Any)
+FnOutReqT = DefaultTypeVar("FnOutReqT", default=Any)
+FnOutRespT = DefaultTypeVar("FnOutRespT", default=Any)
 
 
 class Service(abc.ABC, Generic[ReqT_contra, RespT_co]):
@@ -156,11 +165,17 @@ class Service(abc.ABC, Generic[ReqT_contra, RespT_co]):
         """Stops the background work started by `__aenter__`."""
 
 
-class Middleware(Service[ReqT_contra, RespT_co]):
+class Middleware(
+    Service[ReqT_contra, RespT_co], Generic[ReqT_contra, RespT_co, InnerReqT, InnerRespT]
+):
     """A service that wraps one inner service: the base class of every towerpy middleware.
 
     It forwards `ready`, `try_ready`, `__aenter__` and `__aexit__` to ``inner``. A subclass
     implements `call`, usually ending in ``await self.inner(request)``.
+
+    ``Middleware[Req, Resp]`` takes requests of type ``Req``, returns ``Resp``, and wraps a
+    ``Service[Req, Resp]``; a middleware that changes the types names the inner service's as
+    well: ``Middleware[Req, Resp, InnerReq, InnerResp]``.
 
     Args:
         inner: The wrapped service.
@@ -168,7 +183,7 @@ class Middleware(Service[ReqT_contra, RespT_co]):
 
     __slots__ = ("inner",)
 
-    def __init__(self, inner: Service[Any, Any]) -> None:
+    def __init__(self, inner: Service[InnerReqT, InnerRespT]) -> None:
         self.inner = inner
 
     @override
@@ -203,10 +218,15 @@ class Middleware(Service[ReqT_contra, RespT_co]):
 
 
 class Layer(Protocol[InReqT_co, InRespT_contra, OutReqT_contra, OutRespT_co]):
-    """Wraps a service in another: middleware, ready to be stacked by `ServiceBuilder`."""
+    """Wraps a service in another: middleware, ready to be stacked by `ServiceBuilder`.
+
+    ``Layer[InnerReq, InnerResp, Req, Resp]`` turns a ``Service[InnerReq, InnerResp]`` into a
+    ``Service[Req, Resp]``. A layer whose ``layer`` method is generic (``Service[T, U]`` in,
+    ``Service[T, U]`` out, as every towerpy layer's is) fits any service.
+    """
 
     def layer(
-        self, inner: Service[InReqT_co, InRespT_contra]
+        self, inner: Service[InReqT_co, InRespT_contra], /
     ) -> Service[OutReqT_contra, OutRespT_co]:
         """Returns ``inner`` wrapped in this layer's middleware."""
         ...
@@ -275,13 +295,31 @@ def service_fn(fn: Callable[[ReqT], Awaitable[RespT]]) -> Service[ReqT, RespT]:
     return ServiceFn(fn)
 
 
+class KeepsTypesLayer(Protocol):
+    """A layer whose ``layer`` is generic: any ``Service[Req, Resp]`` in, one of the same out.
+
+    Every towerpy layer is one; `ServiceBuilder` keeps its types across them.
+    """
+
+    def layer(self, inner: Service[ReqT, RespT], /) -> Service[ReqT, RespT]:
+        """Returns ``inner`` wrapped in this layer's middleware."""
+        ...
+
+
+class _KeepsTypesFn(Protocol):
+    # a generic function from a service to one of the same types (a generic Middleware class)
+    def __call__(self, inner: Service[ReqT, RespT], /) -> Service[ReqT, RespT]: ...
+
+
 @final
-class LayerFn:
+class LayerFn(Generic[FnInReqT, FnInRespT, FnOutReqT, FnOutRespT]):
     """A layer made from a function of the inner service. Build it with `layer_fn`."""
 
     __slots__ = ("_fn",)
 
-    def __init__(self, fn: Callable[[Service[Any, Any]], Service[Any, Any]]) -> None:
+    def __init__(
+        self, fn: Callable[[Service[FnInReqT, FnInRespT]], Service[FnOutReqT, FnOutRespT]]
+    ) -> None:
         if not callable(fn):
             raise TypeError(
                 f"layer_fn() needs a function of the inner service, got {type(fn).__name__}"
@@ -293,7 +331,7 @@ class LayerFn:
             )
         self._fn = fn
 
-    def layer(self, inner: Service[Any, Any]) -> Service[Any, Any]:
+    def layer(self, inner: Service[FnInReqT, FnInRespT]) -> Service[FnOutReqT, FnOutRespT]:
         """Returns ``fn(inner)``."""
         return self._fn(inner)
 
@@ -301,8 +339,20 @@ class LayerFn:
         return f"layer_fn({callable_name(self._fn)})"
 
 
-def layer_fn(fn: Callable[[Service[Any, Any]], Service[Any, Any]]) -> LayerFn:
+# a generic function matches both; the first, which keeps it generic, is the one wanted
+@overload
+def layer_fn(fn: _KeepsTypesFn) -> KeepsTypesLayer: ...  # type: ignore[overload-overlap]
+@overload
+def layer_fn(
+    fn: Callable[[Service[FnInReqT, FnInRespT]], Service[FnOutReqT, FnOutRespT]],
+) -> LayerFn[FnInReqT, FnInRespT, FnOutReqT, FnOutRespT]: ...
+def layer_fn(fn: Callable[[Service[Any, Any]], Service[Any, Any]]) -> Any:
     """Makes a layer from a function that wraps a service.
+
+    A generic function (a generic `Middleware` subclass, say) makes a layer that fits any
+    service and keeps its types; a function of one ``Service[Req, Resp]`` makes a layer of those
+    types, which `ServiceBuilder` checks. (pyright cannot type a lambda's parameter here: for a
+    middleware of fixed types with extra arguments, pass ``functools.partial(Tag, name=...)``.)
 
     Args:
         fn: A plain function from the inner service to the wrapping service.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
 
 from typing_extensions import override
 
@@ -27,6 +27,7 @@ ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 NewReqT = TypeVar("NewReqT")
 NewRespT = TypeVar("NewRespT")
+LayerT = TypeVar("LayerT", bound="Layer[Any, Any, Any, Any]")
 
 
 def _plain_function(fn: object, who: str) -> None:
@@ -40,7 +41,7 @@ def _plain_function(fn: object, who: str) -> None:
 
 
 @final
-class MapRequest(Middleware[NewReqT, RespT], direct_call=True):
+class MapRequest(Middleware[NewReqT, RespT, Any, RespT], direct_call=True):
     """Applies a function to each request before the inner service sees it.
 
     ``ready()`` is the inner service's; ``call()`` raises whatever the function or the inner
@@ -67,7 +68,7 @@ class MapRequest(Middleware[NewReqT, RespT], direct_call=True):
 
 
 @final
-class MapResponse(Middleware[ReqT, NewRespT], direct_call=True):
+class MapResponse(Middleware[ReqT, NewRespT, ReqT, Any], direct_call=True):
     """Applies a function to each response of the inner service.
 
     ``ready()`` is the inner service's; errors of the inner service pass through untouched.
@@ -129,7 +130,7 @@ class MapRequestLayer(Generic[NewReqT, ReqT]):
         _plain_function(fn, "map_request")
         self._fn = fn
 
-    def layer(self, inner: Service[ReqT, Any]) -> Service[NewReqT, Any]:
+    def layer(self, inner: Service[ReqT, RespT]) -> MapRequest[NewReqT, RespT]:
         """Wraps ``inner`` in a `MapRequest`."""
         return MapRequest(inner, self._fn)
 
@@ -144,7 +145,7 @@ class MapResponseLayer(Generic[RespT, NewRespT]):
         _plain_function(fn, "map_response")
         self._fn = fn
 
-    def layer(self, inner: Service[Any, RespT]) -> Service[Any, NewRespT]:
+    def layer(self, inner: Service[ReqT, RespT]) -> MapResponse[ReqT, NewRespT]:
         """Wraps ``inner`` in a `MapResponse`."""
         return MapResponse(inner, self._fn)
 
@@ -159,11 +160,17 @@ class MapErrLayer:
         _plain_function(fn, "map_err")
         self._fn = fn
 
-    def layer(self, inner: Service[ReqT, RespT]) -> Service[ReqT, RespT]:
+    def layer(self, inner: Service[ReqT, RespT]) -> MapErr[ReqT, RespT]:
         """Wraps ``inner`` in a `MapErr`."""
         return MapErr(inner, self._fn)
 
 
+@overload
+def option_layer(layer: None) -> Identity: ...
+@overload
+def option_layer(layer: LayerT) -> LayerT: ...
+@overload
+def option_layer(layer: LayerT | None) -> LayerT | Identity: ...
 def option_layer(layer: Layer[Any, Any, Any, Any] | None) -> Layer[Any, Any, Any, Any]:
     """Returns ``layer``, or the identity layer when it is None (a layer that is configured off)."""
     return Identity() if layer is None else layer
