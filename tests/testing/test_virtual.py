@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import anyio
@@ -84,6 +85,12 @@ async def test_a_sleep_of_a_billion_seconds_returns_at_its_deadline() -> None:
     assert anyio.current_time() - start == 10**9 + 0.25
 
 
+def _loop_starting_at(seconds: float) -> VirtualTimeEventLoop:
+    loop = VirtualTimeEventLoop()
+    loop.jump(seconds)
+    return loop
+
+
 @pytest.mark.timeout(10)
 def test_a_clock_that_starts_late_runs_its_timers() -> None:
     async def main() -> list[float]:
@@ -98,9 +105,7 @@ def test_a_clock_that_starts_late_runs_its_timers() -> None:
         return woke
 
     for late in (2.0**24, 2.0**40):
-        loop = VirtualTimeEventLoop()
-        loop.jump(late)
-        with asyncio.Runner(loop_factory=lambda loop=loop: loop) as runner:  # type: ignore[misc]
+        with asyncio.Runner(loop_factory=functools.partial(_loop_starting_at, late)) as runner:
             assert runner.run(main()) == [0, 0.5, 0.5 + 86_400 * 400]
 
 
