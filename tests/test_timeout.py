@@ -16,6 +16,7 @@ from towerpy import (
     ServiceBuilder,
     Timeout,
     TimeoutLayer,
+    _deadlines,
     service_fn,
 )
 from towerpy.testing import VirtualTimeEventLoop, mock_service, wait_all_tasks_blocked
@@ -488,6 +489,7 @@ async def test_each_of_many_concurrent_calls_times_out_exactly_at_its_own_deadli
             assert outcomes[i] == ("ok", arrival + latency)
         else:
             assert outcomes[i] == ("elapsed", arrival + seconds)
+    assert not _deadlines._innermost  # asyncio: no finished call is still linked to its task
 
 
 async def test_many_short_calls_behind_a_long_one_keep_the_deadline_queue_small() -> None:

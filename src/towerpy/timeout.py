@@ -21,6 +21,8 @@ __all__ = ["Timeout", "TimeoutLayer"]
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 
+_NOTHING_TO_WAIT_FOR = Service.ready  # the base class's ready(): returns at once
+
 
 @final
 class Timeout(Middleware[ReqT, RespT]):
@@ -31,7 +33,7 @@ class Timeout(Middleware[ReqT, RespT]):
     running) and ``call()`` raises `Elapsed`, whose message names the limit.
 
     - ``ready()`` is the inner service's, not bounded by the limit (wrap it in
-      ``anyio.fail_after`` to bound it). ``await timeout(request)`` is ``ready()``, untimed,
+      ``anyio.fail_after`` to bound it). ``await svc(request)`` is ``ready()``, untimed,
       then ``call()``: a wait for the inner service's capacity happens before the limit starts.
     - ``call()`` without a reservation (no ``ready()`` first) includes the inner service's own
       wait for capacity, so that wait counts toward the limit.
@@ -66,7 +68,9 @@ class Timeout(Middleware[ReqT, RespT]):
 
     @override
     async def __call__(self, request: ReqT) -> RespT:
-        await self.inner.ready()  # not timed: the limit bounds the call alone
+        inner = self.inner
+        if type(inner).ready is not _NOTHING_TO_WAIT_FOR:  # skip an await of a no-op
+            await inner.ready()  # not timed: the limit bounds the call alone
         return await self.call(request)
 
     @override

@@ -206,7 +206,7 @@ async def test_every_way_of_leaving_gives_back_what_was_not_spent(leave: str) ->
         with scope:
             try:
                 if leave == "timeout":
-                    await timed("second")  # waits for the token longer than the limit
+                    await timed.call("second")  # waits for the token longer than the limit
                 elif leave == "unused_ready":
                     await svc.ready()
                 else:
