@@ -96,6 +96,15 @@ async def test_a_timeout_and_an_outer_cancellation_both_pending_is_cancellation(
     assert scope.cancelled_caught  # both were pending when the shield ended: not Elapsed
 
 
+async def test_an_outer_scope_due_just_after_the_limit_lets_elapsed_through() -> None:
+    svc = Timeout(service_fn(sleep_for), 2)
+    start = anyio.current_time()
+    with anyio.move_on_after(2 + 1e-6) as scope, pytest.raises(Elapsed):
+        await svc(10)
+    assert not scope.cancel_called
+    assert anyio.current_time() - start == 2
+
+
 async def test_nested_timeouts_the_one_whose_limit_passed_raises() -> None:
     hang = Timeout(service_fn(sleep_for), 1)
 
