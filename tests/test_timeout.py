@@ -6,6 +6,7 @@ from typing import Any
 
 import anyio
 import pytest
+import sniffio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ from towerpy import (
     ServiceBuilder,
     Timeout,
     TimeoutLayer,
+    _deadlines,
     service_fn,
 )
 from towerpy.testing import VirtualTimeEventLoop, mock_service, wait_all_tasks_blocked
@@ -92,6 +94,15 @@ async def test_a_timeout_and_an_outer_cancellation_both_pending_is_cancellation(
         with scope:
             await svc(None)
     assert scope.cancelled_caught  # both were pending when the shield ended: not Elapsed
+
+
+async def test_an_outer_scope_due_just_after_the_limit_lets_elapsed_through() -> None:
+    svc = Timeout(service_fn(sleep_for), 2)
+    start = anyio.current_time()
+    with anyio.move_on_after(2 + 1e-6) as scope, pytest.raises(Elapsed):
+        await svc(10)
+    assert not scope.cancel_called
+    assert anyio.current_time() - start == 2
 
 
 async def test_nested_timeouts_the_one_whose_limit_passed_raises() -> None:
@@ -226,34 +237,229 @@ async def test_a_call_that_turns_the_cancellation_into_an_error_raises_that_erro
     assert anyio.current_time() - start == 1
 
 
-async def test_waiting_for_inner_capacity_counts_toward_the_limit() -> None:
+async def test_call_alone_counts_the_wait_for_inner_capacity_toward_the_limit() -> None:
     inner, handle = mock_service()
     limit = ConcurrencyLimit(inner, 1)
     svc = Timeout(limit, 2)
+    start = anyio.current_time()
     async with anyio.create_task_group() as tg:
         tg.start_soon(limit, "holder")
         _, holder = await handle.next_request()
         with pytest.raises(Elapsed):
-            await svc.call("waits for the permit")  # without ready(): the wait is in call()
+            await svc.call("waits for the permit")
+        assert anyio.current_time() - start == 2
         assert limit.statistics().waiting == 0
         holder.send(None)
 
 
-async def test_ready_is_the_inner_services_and_not_bounded() -> None:
+async def test_call_alone_counts_the_wait_for_inner_readiness_toward_the_limit() -> None:
     inner, handle = mock_service()
-    svc = Timeout(inner, 1)
     handle.allow(0)
-    assert not await svc.try_ready()
+    svc = Timeout(inner, 1)
+    start = anyio.current_time()
+    with pytest.raises(Elapsed):
+        await svc.call("never ready")
+    assert anyio.current_time() - start == 1
+    assert handle.pending == 0  # it never reached the inner service
+    handle.allow(1)
+    assert await svc.try_ready()  # the allowance it waited for was not taken
+
+
+async def test_calling_it_waits_for_inner_readiness_before_the_limit_starts() -> None:
+    inner, handle = mock_service()
+    handle.allow(0)
+    svc = Timeout(inner, 1)
     start = anyio.current_time()
 
-    async def allow_later() -> None:
-        await anyio.sleep(5)
+    async def allow_late_then_answer() -> None:
+        await anyio.sleep(5)  # not ready for five times the limit
         handle.allow(1)
+        _, responder = await handle.next_request()
+        await anyio.sleep(0.5)  # the call itself is within the limit
+        responder.send("answered")
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(allow_later)
-        await svc.ready()
-    assert anyio.current_time() - start == 5
+        tg.start_soon(allow_late_then_answer)
+        assert await svc("request") == "answered"
+    assert anyio.current_time() - start == 5.5
+    handle.allow(None)
+    with pytest.raises(Elapsed):  # once ready, the call is bounded
+        await svc("no answer")
+    assert anyio.current_time() - start == 6.5
+
+
+async def test_calling_it_waits_for_a_permit_below_it_outside_the_limit() -> None:
+    inner, handle = mock_service()
+    limit = ConcurrencyLimit(inner, 1)
+    svc = Timeout(limit, 1)
+    start = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(limit, "holder")
+        _, holder = await handle.next_request()
+
+        async def release_late_then_answer() -> None:
+            await anyio.sleep(3)  # the permit is held for three times the limit
+            holder.send(None)
+            _, responder = await handle.next_request()
+            responder.send("answered")
+
+        tg.start_soon(release_late_then_answer)
+        assert await svc("waits for the permit") == "answered"
+    assert anyio.current_time() - start == 3
+
+
+def _outcome(scope: anyio.CancelScope, error: BaseException | None) -> str:
+    if error is not None:
+        return type(error).__name__
+    return "cancelled" if scope.cancelled_caught else "returned"
+
+
+async def test_outer_scopes_due_with_the_limits_of_concurrent_calls_all_win() -> None:
+    # one timer serves every call: it must not expire a call whose own outer scope is due too
+    svc = Timeout(service_fn(sleep_for), 0.05)
+    outcomes: list[str] = []
+
+    async def client() -> None:
+        error: Elapsed | None = None
+        with anyio.move_on_after(0.05) as scope:  # due at the very instant of the limit
+            try:
+                await svc(10)
+            except Elapsed as exc:
+                error = exc
+        outcomes.append(_outcome(scope, error))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(10):
+            tg.start_soon(client)
+    assert outcomes == ["cancelled"] * 10
+
+
+def _busy_for(seconds: float) -> None:
+    """Blocks the event loop: the clock moves on while nothing else runs (a slow callback)."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        trio.lowlevel.current_clock().jump(seconds)  # type: ignore[attr-defined]
+    else:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeEventLoop)
+        loop.jump(seconds)
+
+
+async def test_outer_deadlines_just_before_the_limits_win_when_the_loop_runs_late() -> None:
+    # each call's outer scope is due a microsecond before its limit, and the calls start two
+    # microseconds apart; the loop then runs late, so that every deadline is past at once
+    svc = Timeout(service_fn(sleep_for), 0.05)
+    start = anyio.current_time()
+    outcomes: list[str] = []
+
+    async def client(i: int) -> None:
+        await anyio.sleep_until(start + i * 2e-6)
+        error: Elapsed | None = None
+        with anyio.move_on_after(0.05 - 1e-6) as scope:
+            try:
+                await svc(10)
+            except Elapsed as exc:
+                error = exc
+        outcomes.append(_outcome(scope, error))
+
+    async def run_late() -> None:
+        await anyio.sleep(0.04)
+        _busy_for(0.02)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_late)
+        for i in range(10):
+            tg.start_soon(client, i)
+    assert outcomes == ["cancelled"] * 10
+
+
+async def test_nested_timeouts_due_together_when_the_loop_runs_late_raise_the_outer_one() -> None:
+    inner = Timeout(service_fn(sleep_for), 2)
+    caught: list[float | None] = []
+
+    async def call_inner_later(delay: float) -> float:
+        await anyio.sleep(delay)
+        try:
+            return await inner(10)  # its limit passes with the outer one's: 1 + 2 = 0 + 3
+        except Elapsed as exc:
+            caught.append(exc.seconds)
+            return -1
+
+    outer = Timeout(service_fn(call_inner_later), 3)
+    start = anyio.current_time()
+
+    async def other_call() -> None:  # an older outer call, due just before ours
+        with pytest.raises(Elapsed):
+            await outer(100 - 1e-6)
+
+    async def run_late() -> None:
+        await anyio.sleep(2.5)
+        _busy_for(1)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other_call)
+        tg.start_soon(run_late)
+        await anyio.sleep_until(start + 1e-6)
+        with pytest.raises(Elapsed) as raised:
+            await outer(1)
+    assert raised.value.seconds == 3
+    assert caught == []
+
+
+@pytest.mark.real_clock
+async def test_outer_deadlines_just_before_the_limits_win_on_the_real_clock() -> None:
+    # The reported case: 10 concurrent move_on_after(0.05) around a 0.05 s timeout, the outer
+    # deadline microseconds earlier (read first); 45 of 50 came out as Elapsed on asyncio. The
+    # outcome does not depend on how late the loop runs, so no tolerance is needed; it takes
+    # about 5 x 0.05 s.
+    svc = TimeoutLayer(0.05).layer(service_fn(sleep_for))
+    outcomes: list[str] = []
+
+    async def client() -> None:
+        error: Elapsed | None = None
+        with anyio.move_on_after(0.05) as scope:
+            try:
+                await svc(10)
+            except Elapsed as exc:
+                error = exc
+        outcomes.append(_outcome(scope, error))
+
+    for _ in range(5):
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(client)
+    assert outcomes == ["cancelled"] * 50
+
+
+async def test_an_outer_scope_with_a_zero_deadline_wins_over_a_zero_limit() -> None:
+    svc = Timeout(service_fn(sleep_for), 0)
+    with anyio.move_on_after(0) as scope:
+        await svc(1)
+    assert scope.cancelled_caught
+
+
+async def test_a_zero_limit_gives_identical_calls_the_same_outcome() -> None:
+    async def suspends(_: object) -> str:
+        await anyio.lowlevel.checkpoint()
+        return "returned"
+
+    async def completes_at_once(_: object) -> str:
+        return "returned"
+
+    svc: Timeout[object, str] = Timeout(service_fn(suspends), 0)
+    at_once: Timeout[object, str] = Timeout(service_fn(completes_at_once), 0)
+    start = anyio.current_time()
+    outcomes: list[str] = []
+    for _ in range(3):
+        for service in (svc, svc, at_once, at_once, svc):
+            try:
+                outcomes.append(await service(None))
+            except Elapsed:
+                outcomes.append("elapsed")
+    # as trio's and anyio's fail_after(0): any suspension fails, no suspension succeeds
+    assert outcomes == ["elapsed", "elapsed", "returned", "returned", "elapsed"] * 3
+    assert anyio.current_time() == start
 
 
 async def test_no_limit_and_a_zero_limit() -> None:
@@ -292,6 +498,7 @@ async def test_each_of_many_concurrent_calls_times_out_exactly_at_its_own_deadli
             assert outcomes[i] == ("ok", arrival + latency)
         else:
             assert outcomes[i] == ("elapsed", arrival + seconds)
+    assert not _deadlines._innermost  # asyncio: no finished call is still linked to its task
 
 
 async def test_many_short_calls_behind_a_long_one_keep_the_deadline_queue_small() -> None:
@@ -344,3 +551,35 @@ def test_one_timeout_serves_one_event_loop_after_another() -> None:
     for _ in range(2):
         with asyncio.Runner(loop_factory=VirtualTimeEventLoop) as runner:
             assert runner.run(main()) == (0.5, 1.5)
+
+
+def test_asyncio_timeouts_just_before_the_limits_win_when_the_loop_runs_late() -> None:
+    # asyncio.timeout is no anyio scope, so only the order of the loop's timers lets it win: the
+    # shared timer must not expire a call before the loop has run the timers due earlier
+    svc: Timeout[float, float] = Timeout(service_fn(sleep_for), 0.05)
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeEventLoop)
+        start = loop.time()
+        outcomes: list[str] = []
+
+        async def client(i: int) -> None:
+            await asyncio.sleep(i * 2e-6)
+            try:
+                async with asyncio.timeout(0.05 - 1e-6):
+                    await svc(10)
+            except TimeoutError as exc:
+                outcomes.append(type(exc).__name__)
+
+        # a slow callback that the loop runs in the same pass as the timer of the first limit,
+        # just before it: every later deadline is past when that timer looks at the clock
+        loop.call_at(start + 0.05 - 0.5e-9, loop.jump, 0.02)
+        async with asyncio.TaskGroup() as tg:
+            for i in range(10):
+                tg.create_task(client(i))
+        assert loop.time() - start == pytest.approx(0.07)
+        return outcomes
+
+    with asyncio.Runner(loop_factory=VirtualTimeEventLoop) as runner:
+        assert runner.run(main()) == ["TimeoutError"] * 10

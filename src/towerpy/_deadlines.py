@@ -10,9 +10,23 @@ When a deadline passes, the call's task is cancelled natively (``Task.cancel``) 
 cancellation is counted, as `asyncio.timeout` does, so that `Timeout` can tell its own
 cancellation from anyone else's (``Task.uncancel``). anyio's cancel scopes count native
 cancellations the same way, so the two interoperate: an anyio scope never swallows this
-cancellation, and an outer scope's cancellation is never mistaken for a timeout. A native
-cancellation would break through anyio's shielded scopes, so a deadline that passes while the
-call is inside one waits until the shield is gone.
+cancellation, and an outer scope's cancellation is never mistaken for a timeout.
+
+Three rules keep the single timer from changing the outcome, so that it stays what trio's cancel
+scopes give (the outermost cancellation that is due wins):
+
+- The timer expires only the calls whose deadline is its own instant: a loop running late does
+  not expire later calls ahead of the timers (other scopes' deadlines) due before them, whose
+  handles the loop runs first.
+- A call does not expire while a cancellation from outside it is under way or due: an anyio
+  scope around it that is cancelled, or whose deadline has passed too (its timer may come later
+  in the same loop pass), or an outer `Timeout` of the same task whose deadline has passed. The
+  outer one then cancels the task, and this call sees cancellation, not its own limit.
+- A native cancellation would break through anyio's shielded scopes, so a deadline that passes
+  while the call is inside one waits until the shield is gone.
+
+Those two waits are re-checked on a short timer (1 ms, doubling up to 10 ms): neither a shield
+nor a scope says to anyone when it ends.
 """
 
 from __future__ import annotations
@@ -31,23 +45,30 @@ except ImportError:  # pragma: no cover - a future anyio that moved it: no shiel
 
 __all__ = ["DeadlineQueue", "Entry"]
 
-_FIRST_RECHECK = 0.001  # seconds before looking again at a call that was shielded from its deadline
+_FIRST_RECHECK = 0.001  # seconds before looking again at a call that may not expire yet
 _LAST_RECHECK = 0.01
 _COMPACT_AT = 64
+
+# Each asyncio task's innermost unfinished Timeout call: a call links to the one around it, so
+# that the inner one can tell when the outer one is due at the same time (and let it win).
+_innermost: dict[asyncio.Task[Any], Entry] = {}
+
+_EXPIRE, _WAIT, _YIELD = 0, 1, 2
 
 
 @final
 class Entry:
     """One call's deadline: who to cancel, and what was already counted against the task."""
 
-    __slots__ = ("cancelling", "deadline", "done", "fired", "queued", "scope", "task")
+    __slots__ = ("cancelling", "deadline", "done", "fired", "outer", "queued", "scope", "task")
 
-    def __init__(self, task: asyncio.Task[Any], deadline: float) -> None:
+    def __init__(self, task: asyncio.Task[Any], deadline: float, outer: Entry | None) -> None:
         self.task = task
         self.deadline = deadline
+        self.outer = outer  # the same task's Timeout call around this one
         self.cancelling = task.cancelling()
         state = _task_states.get(task) if _task_states is not None else None
-        self.scope: object = None if state is None else state.cancel_scope
+        self.scope: Any = None if state is None else state.cancel_scope
         self.done = False
         self.fired = False
         self.queued = True
@@ -66,33 +87,77 @@ def _shielded(entry: Entry) -> bool:
     return False
 
 
+def _outer_due(outer: Entry | None, scope: object, now: float) -> tuple[bool, Entry | None]:
+    """Looks at the outer calls started at the level of ``scope``; returns (any due, the rest)."""
+    due = False
+    while outer is not None and outer.scope is scope:
+        # one that has fired already is counted like ours: expiring too leaves it the winner
+        if not outer.done and not outer.fired and outer.deadline <= now:
+            due = True
+        outer = outer.outer
+    return due, outer
+
+
+def _verdict(entry: Entry, now: float) -> int:
+    """Whether the call may expire now, must wait, or yields to a cancellation from outside."""
+    due, outer = _outer_due(entry.outer, entry.scope, now)
+    scope = entry.scope
+    while scope is not None:
+        if scope.cancel_called:
+            return _YIELD
+        if scope.deadline <= now:
+            due = True
+        if scope.shield:  # nothing further out reaches the call
+            return _WAIT if due else _EXPIRE
+        scope = scope._parent_scope
+        outer_due, outer = _outer_due(outer, scope, now)
+        due = due or outer_due
+    while outer is not None:  # outer calls not found along the scopes (a scope moved): count them
+        outer_due, outer = _outer_due(outer, outer.scope, now)
+        due = due or outer_due
+    return _WAIT if due else _EXPIRE
+
+
 @final
 class DeadlineQueue:
     """The unfinished calls of one `Timeout` on one event loop, oldest first.
 
     Deadlines never decrease along the queue (one duration, a monotonic clock), so the oldest
-    unfinished entry is always the next to expire.
+    unfinished entry is always the next to expire. A zero duration queues nothing: each call
+    expires at its first suspension, whichever call came before it.
     """
 
-    __slots__ = ("_done", "_entries", "_handle", "loop")
+    __slots__ = ("_done", "_entries", "_handle", "_seconds", "loop")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
         self.loop = loop
+        self._seconds = seconds
         self._entries: deque[Entry] = deque()
         self._done = 0  # finished entries still in the queue
         self._handle: asyncio.TimerHandle | None = None
 
-    def push(self, task: asyncio.Task[Any], deadline: float) -> Entry:
-        """Adds a call that must finish by ``deadline``."""
-        entry = Entry(task, deadline)
+    def push(self, task: asyncio.Task[Any]) -> Entry:
+        """Adds a call of ``task`` that must finish within the queue's duration from now."""
+        entry = Entry(task, self.loop.time() + self._seconds, _innermost.get(task))
+        _innermost[task] = entry
+        if not self._seconds:
+            # due at once: expire it from a callback queued now, ahead of anything that could
+            # wake the task once it suspends (a timer might run after that, or before it)
+            entry.queued = False
+            self.loop.call_soon(self._expire, entry, _FIRST_RECHECK)
+            return entry
         self._entries.append(entry)
         if self._handle is None:
-            self._handle = self.loop.call_at(deadline, self._fire)
+            self._handle = self.loop.call_at(entry.deadline, self._fire, entry.deadline)
         return entry
 
     def finish(self, entry: Entry) -> None:
         """Marks a call finished (it returned, raised or was cancelled)."""
         entry.done = True
+        if entry.outer is None:
+            _innermost.pop(entry.task, None)
+        else:
+            _innermost[entry.task] = entry.outer
         entries = self._entries
         if entries and entries[0] is entry:
             entries.popleft()
@@ -106,29 +171,32 @@ class DeadlineQueue:
                 self._entries = deque(e for e in entries if not e.done)
                 self._done = 0
 
-    def _fire(self) -> None:
+    def _fire(self, when: float) -> None:
         self._handle = None
-        now = self.loop.time()
         entries = self._entries
         while entries:
             entry = entries[0]
             if entry.done:
                 entries.popleft()
                 self._done -= 1
-            elif entry.deadline <= now:
+            elif entry.deadline <= when:
                 entries.popleft()
                 entry.queued = False
                 self._expire(entry, _FIRST_RECHECK)
             else:
-                self._handle = self.loop.call_at(entry.deadline, self._fire)
+                # even when this deadline has passed too: the loop runs the timers due before
+                # it (an outer scope's, maybe) ahead of this one
+                self._handle = self.loop.call_at(entry.deadline, self._fire, entry.deadline)
                 return
 
     def _expire(self, entry: Entry, recheck: float) -> None:
         if entry.done:
             return
-        if _shielded(entry):
-            # checked again shortly: a shield says when it ends to no one
+        now = max(self.loop.time(), entry.deadline)  # the timer may run a hair early
+        verdict = _WAIT if _shielded(entry) else _verdict(entry, now)
+        if verdict == _WAIT:
             self.loop.call_later(recheck, self._expire, entry, min(2 * recheck, _LAST_RECHECK))
-            return
-        entry.fired = True
-        entry.task.cancel()
+        elif verdict == _EXPIRE:
+            entry.fired = True
+            entry.task.cancel()
+        # _YIELD: a cancellation from outside is under way; it wins, and ends the call

@@ -21,21 +21,28 @@ __all__ = ["Timeout", "TimeoutLayer"]
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 
+_NOTHING_TO_WAIT_FOR = Service.ready  # the base class's ready(): returns at once
+
 
 @final
 class Timeout(Middleware[ReqT, RespT]):
     """Fails a call to the inner service that takes longer than a time limit.
 
-    The limit covers the whole ``call()``, including any wait for the inner service's capacity
-    when the task holds no reservation. When it passes, the inner call is cancelled (it sees
+    The limit bounds the inner ``call()``. When it passes, the inner call is cancelled (it sees
     anyio's cancellation, its ``finally`` blocks and shielded sections run, nothing keeps
     running) and ``call()`` raises `Elapsed`, whose message names the limit.
 
     - ``ready()`` is the inner service's, not bounded by the limit (wrap it in
-      ``anyio.fail_after`` to bound it).
+      ``anyio.fail_after`` to bound it). ``await svc(request)`` is ``ready()``, untimed,
+      then ``call()``: a wait for the inner service's capacity happens before the limit starts.
+    - ``call()`` without a reservation (no ``ready()`` first) includes the inner service's own
+      wait for capacity, so that wait counts toward the limit.
     - Cancellation from outside (an enclosing cancel scope, a task group failing) is never
-      turned into `Elapsed`: it propagates as cancellation. With nested timeouts, the one whose
-      limit passed raises; if both pass at once, the outer one does.
+      turned into `Elapsed`: it propagates as cancellation, also when it is due at the same
+      instant as the limit. With nested timeouts, the one whose limit passed raises; if both
+      pass at once, the outer one does.
+    - ``seconds=0``: a call that completes without suspending returns; any call that suspends
+      raises `Elapsed` (as ``anyio.fail_after(0)`` does), on both backends.
 
     Args:
         inner: The service to bound.
@@ -61,9 +68,16 @@ class Timeout(Middleware[ReqT, RespT]):
         return self._seconds
 
     @override
+    async def __call__(self, request: ReqT) -> RespT:
+        inner = self.inner
+        if type(inner).ready is not _NOTHING_TO_WAIT_FOR:  # skip an await of a no-op
+            await inner.ready()  # not timed: the limit bounds the call alone
+        return await self.call(request)
+
+    @override
     async def call(self, request: ReqT) -> RespT:
         if self._seconds == math.inf:
-            unbounded: RespT = await self.inner(request)
+            unbounded: RespT = await self.inner.call(request)
             return unbounded
         if _in_trio():
             return await self._call_trio(request)
@@ -71,10 +85,10 @@ class Timeout(Middleware[ReqT, RespT]):
         task: Any = _asyncio_current_task(loop)
         queue = self._queue
         if queue is None or queue.loop is not loop:
-            queue = self._queue = DeadlineQueue(loop)
-        entry = queue.push(task, loop.time() + self._seconds)
+            queue = self._queue = DeadlineQueue(loop, self._seconds)
+        entry = queue.push(task)
         try:
-            result: RespT = await self.inner(request)
+            result: RespT = await self.inner.call(request)
         except CancelledError as exc:
             if entry.fired and task.uncancel() <= entry.cancelling:
                 raise Elapsed(self._message, seconds=self._seconds) from exc
@@ -94,7 +108,7 @@ class Timeout(Middleware[ReqT, RespT]):
         cancelled: BaseException | None = None
         with trio.CancelScope(deadline=trio.current_time() + self._seconds):
             try:
-                result: RespT = await self.inner(request)
+                result: RespT = await self.inner.call(request)
             except trio.Cancelled as exc:
                 cancelled = exc
                 raise

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import anyio
@@ -70,6 +71,42 @@ def test_virtual_loop_runs_plain_asyncio_and_jumps() -> None:
 
     with asyncio.Runner(loop_factory=VirtualTimeEventLoop) as runner:
         assert runner.run(main()) == 86_400 * 3
+
+
+@pytest.mark.timeout(10)
+async def test_a_sleep_of_a_billion_seconds_returns_at_its_deadline() -> None:
+    # past 2**24 s (about 194 days) of virtual time, a timer due now once never ran: the loop spun
+    start = anyio.current_time()
+    await anyio.sleep(10**9)
+    assert anyio.current_time() - start == 10**9
+    with anyio.move_on_after(0.25) as scope:  # short timers still fire exactly, that late
+        await anyio.sleep_forever()
+    assert scope.cancelled_caught
+    assert anyio.current_time() - start == 10**9 + 0.25
+
+
+def _loop_starting_at(seconds: float) -> VirtualTimeEventLoop:
+    loop = VirtualTimeEventLoop()
+    loop.jump(seconds)
+    return loop
+
+
+@pytest.mark.timeout(10)
+def test_a_clock_that_starts_late_runs_its_timers() -> None:
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        woke: list[float] = []
+        loop.call_at(start, lambda: woke.append(loop.time() - start))  # due at once
+        await asyncio.sleep(0.5)
+        woke.append(loop.time() - start)
+        await asyncio.sleep(86_400 * 400)
+        woke.append(loop.time() - start)
+        return woke
+
+    for late in (2.0**24, 2.0**40):
+        with asyncio.Runner(loop_factory=functools.partial(_loop_starting_at, late)) as runner:
+            assert runner.run(main()) == [0, 0.5, 0.5 + 86_400 * 400]
 
 
 def test_jump_moves_the_clock_forward_only() -> None:

@@ -13,6 +13,7 @@ clock).
 from __future__ import annotations
 
 import asyncio
+import math
 import selectors
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
 
     def __init__(self) -> None:
         self._now = 0.0
+        self._resolution = 0.0  # the base class sets it (through the property below)
         self._idle_waiters: list[asyncio.Future[None]] = []
         real = selectors.DefaultSelector()
         super().__init__(real)
@@ -91,6 +93,18 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
     @override
     def time(self) -> float:
         return self._now
+
+    # The base loop runs a timer when its deadline is below ``time() + _clock_resolution``. With
+    # the clock's own resolution (1 ns), that sum rounds back to ``time()`` once the clock passes
+    # 2**24 s, so a timer due now would never run and the loop would spin. One unit in the last
+    # place of the clock always moves the sum past it.
+    @property
+    def _clock_resolution(self) -> float:
+        return max(self._resolution, math.ulp(self._now))
+
+    @_clock_resolution.setter
+    def _clock_resolution(self, value: float) -> None:
+        self._resolution = value
 
     def jump(self, seconds: float) -> None:
         """Moves the clock forward by ``seconds`` at once; timers that fall due run next.
@@ -105,10 +119,11 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
     def _jump_to_next_timer(self, timeout: float) -> None:
         # the loop has just dropped cancelled timers from the head of its heap
         scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
-        # land exactly on the timer's deadline: adding the timeout could be off by a rounding error
-        if scheduled and scheduled[0].when() - self._now <= timeout:
+        # land exactly on the timer's deadline: adding the timeout could be off by a rounding
+        # error, and the loop caps it at a day (a long sleep would take one pass per day)
+        if scheduled:
             self._now = max(self._now, scheduled[0].when())
-        else:
+        else:  # pragma: no cover - the loop passes a timeout only when a timer is scheduled
             self._now += timeout
 
     async def _wait_idle(self) -> None:
