@@ -183,3 +183,12 @@ async def test_the_summary_counts_the_waits_of_a_fast_model_in_the_sequential_fi
     assert shown == pytest.approx(sequential, abs=0.05)
     assert shown_waited == pytest.approx(waited, abs=0.05)
     assert ratio == pytest.approx(sequential / timeline.end, abs=0.05)
+
+
+def test_the_comparison_says_slower_only_when_it_is() -> None:
+    from towerpy._demo import _speedup
+
+    assert _speedup(20.8, 7.5) == "2.8x faster than"
+    assert _speedup(4.05, 4.050000001) == "1.0x faster than"  # the same, up to rounding
+    assert _speedup(3.0, 4.5) == "1.5x slower than"
+    assert _speedup(0.0, 0.0) == "as fast as"

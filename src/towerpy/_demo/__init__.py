@@ -118,7 +118,7 @@ def summary(timeline: Timeline, results: dict[str, AgentResult], width: int = 80
 def _speedup(sequential: float, wall: float) -> str:
     if wall <= 0.0 or sequential <= 0.0:
         return "as fast as"
-    if sequential >= wall:
+    if round(sequential / wall, 1) >= 1.0:  # "1.0x slower" would only be rounding noise
         return f"{sequential / wall:.1f}x faster than"
     return f"{wall / sequential:.1f}x slower than"
 
