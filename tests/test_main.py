@@ -39,7 +39,8 @@ def test_the_demo_runs_and_prints_its_summary() -> None:
     assert summary[5].split()[:2] == ["timeouts", "1"]
     assert "fetch (research) after 2 s" in summary[5]
     assert summary[6].split()[:2] == ["wall", "time"]
-    assert "one call after another" in summary[6]
+    assert "2.8x faster than one call at a time under the same limits:" in summary[6]
+    assert summary[7].strip() == "20.8 s, of which 0.0 s waiting for the model rate limit"
     assert "research  Rate limits, concurrency, timeouts. (6 tool results, 1 failed)" in out
     assert all(len(line) <= 80 for line in lines)
 

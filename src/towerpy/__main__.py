@@ -19,7 +19,8 @@ asks for several tools with different latencies; the tools run in parallel under
 
 It prints a timeline, one row per model call and tool call (bars where each ran, shading
 where it waited for a limit), then a summary: calls, peak concurrency per limit, waits,
-timeouts, and the wall time against running every call one after another.
+timeouts, and the wall time against the same calls made one at a time under the same limits
+(each taking as long as it ran here, each model call waiting for the shared rate limit).
 
 By default the demo runs in virtual time: every sleep is skipped, so it finishes at once and
 prints the same timeline every time (on trio, calls that end at the same instant may be

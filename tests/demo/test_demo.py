@@ -3,13 +3,40 @@
 from __future__ import annotations
 
 import operator
+import re
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
-from towerpy._demo import peak, summary
+from towerpy._demo import one_at_a_time, peak, summary
 from towerpy._demo.scenario import MODEL_RATE, PLANS, TOOL_LIMITS, TOOL_TIMEOUT, build, run_agents
 from towerpy._demo.timeline import Row, Timeline
+from towerpy.llm import ChatRequest, Message, ScriptedModel, ToolCall
+
+if TYPE_CHECKING:
+    from towerpy.llm import AgentResult
+
+NAMES = [plan.name for plan in PLANS]
+
+
+def a_fast_model() -> ScriptedModel:
+    """One model for every agent, answering in 50 ms: read a file, then answer."""
+
+    def answer(request: ChatRequest) -> Message:
+        if any(m.role == "tool" for m in request.messages):
+            return Message.assistant("done")
+        call = ToolCall(id="1", name="read_file", arguments={"path": "README.md"})
+        return Message.assistant(tool_calls=[call])
+
+    return ScriptedModel([answer] * 2 * len(PLANS), latency=0.05)
+
+
+async def run_in_parallel(model: ScriptedModel | None) -> tuple[Timeline, dict[str, AgentResult]]:
+    timeline = Timeline()
+    agents = build(timeline, model)
+    timeline.begin()
+    return timeline, await run_agents(agents)
 
 
 @pytest.mark.anyio
@@ -86,3 +113,82 @@ async def test_the_summary_fits_in_80_columns() -> None:
     text = summary(timeline, results)
     assert all(len(line) <= 80 for line in text.splitlines())
     assert text.splitlines()[0] == "Summary"
+
+
+def test_one_at_a_time_makes_each_model_call_wait_for_its_token() -> None:
+    rows = []
+    for n in range(6):
+        model = Row("a", "model", "model", f"model call {n}", 0.0)
+        model.started, model.ended = 0.0, 0.1
+        tool = Row("a", "tool", "t", "t", 0.0)
+        tool.started, tool.ended = 5.0, 5.2  # when it ran does not matter, only how long
+        rows += [model, tool]
+    # 1 call/s, burst 2: the first two start at once (0 and 0.3), then one a second, from 1 s
+    total, waited = one_at_a_time(rows, ["a"], rate=1.0, burst=2.0)
+    assert total == pytest.approx(4.3, abs=1e-9)
+    assert waited == pytest.approx(4.3 - 6 * 0.3, abs=1e-9)
+    # a slower model never waits: the bucket refills while it runs
+    for row in rows:
+        assert row.started is not None
+        row.ended = row.started + 1.0
+    assert one_at_a_time(rows, ["a"], rate=1.0, burst=2.0) == pytest.approx((12.0, 0.0))
+
+
+def test_one_at_a_time_replays_agent_after_agent() -> None:
+    rows = []
+    for agent in ("b", "a"):
+        row = Row(agent, "model", "model", "model call 1", 0.0)
+        row.started, row.ended = 0.0, 0.5
+        rows.append(row)
+    # only b's call is replayed: a is not one of the agents asked for
+    assert one_at_a_time(rows, ["b"], rate=1.0, burst=1.0) == pytest.approx((0.5, 0.0))
+    assert one_at_a_time(rows, ["a", "b"], rate=1.0, burst=1.0) == pytest.approx((1.5, 0.5))
+
+
+@pytest.mark.parametrize("model", ["scripted", "fast"])
+@pytest.mark.anyio
+async def test_the_replay_takes_as_long_as_running_the_same_calls_one_at_a_time(
+    model: str,
+) -> None:
+    timeline, _ = await run_in_parallel(None if model == "scripted" else a_fast_model())
+    replayed, _ = one_at_a_time(timeline.rows, NAMES, *MODEL_RATE)
+    # now run them: agent after agent, each answer's tools one at a time, same limits
+    sequential = Timeline()
+    agents = build(sequential, None if model == "scripted" else a_fast_model(), tool_limit=1)
+    start = anyio.current_time()
+    for plan, agent in agents:
+        await agent.run(plan.prompt)
+    assert peak(sequential.rows) == 1
+    assert len(sequential.rows) == len(timeline.rows)
+    assert anyio.current_time() - start == pytest.approx(replayed, abs=1e-9)
+
+
+@pytest.mark.anyio
+async def test_the_summary_counts_the_waits_of_a_fast_model_in_the_sequential_figure() -> None:
+    timeline, results = await run_in_parallel(a_fast_model())
+    text = summary(timeline, results)
+    ran = sum(r.ran for r in timeline.rows)  # what "one call after another" used to say
+    sequential, waited = one_at_a_time(timeline.rows, NAMES, *MODEL_RATE)
+    # 6 model calls at 1/s (burst 2): the calls made one at a time are mostly waits
+    assert waited > 2.0
+    assert sequential == pytest.approx(ran + waited)
+    found = re.search(
+        r"wall time +([\d.]+) s +([\d.]+)x faster than one call at a time under the same "
+        r"limits:\n +([\d.]+) s, of which ([\d.]+) s waiting for the model rate limit",
+        text,
+    )
+    assert found is not None, text
+    wall, ratio, shown, shown_waited = map(float, found.groups())
+    assert wall == pytest.approx(timeline.end, abs=0.05)
+    assert shown == pytest.approx(sequential, abs=0.05)
+    assert shown_waited == pytest.approx(waited, abs=0.05)
+    assert ratio == pytest.approx(sequential / timeline.end, abs=0.05)
+
+
+def test_the_comparison_says_slower_only_when_it_is() -> None:
+    from towerpy._demo import _speedup
+
+    assert _speedup(20.8, 7.5) == "2.8x faster than"
+    assert _speedup(4.05, 4.050000001) == "1.0x faster than"  # the same, up to rounding
+    assert _speedup(3.0, 4.5) == "1.5x slower than"
+    assert _speedup(0.0, 0.0) == "as fast as"

@@ -255,7 +255,10 @@ def _model_recorder(timeline: Timeline, agent: str) -> Callable[[Service[Any, An
 
 
 def build(
-    timeline: Timeline, model: Service[ChatRequest, StepOutcome] | None = None
+    timeline: Timeline,
+    model: Service[ChatRequest, StepOutcome] | None = None,
+    *,
+    tool_limit: int | None = None,
 ) -> list[tuple[AgentPlan, Agent]]:
     """Builds the agents: one shared rate limit, per-agent and per-tool limits, a tool timeout.
 
@@ -263,6 +266,8 @@ def build(
         timeline: Where calls are recorded.
         model: A real model (``--model``) shared by every agent, instead of each agent's
             scripted one, with retries of what `is_retryable` allows and a timeout on each call.
+        tool_limit: The most tool calls of one answer run at once, for every agent, instead of
+            each plan's own limit (``1`` runs them one at a time).
     """
     from .. import KeyedConcurrencyLimitLayer, RateLimitLayer, TokenBucket
 
@@ -279,7 +284,7 @@ def build(
         agent_tools = Recorded(tools, timeline, _tool_row(name), asked=_asked(timeline, name))
         stack = (
             ServiceBuilder()
-            .layer(ParallelToolsLayer(agent_tools, limit=plan.limit))
+            .layer(ParallelToolsLayer(agent_tools, limit=tool_limit or plan.limit))
             .layer(layer_fn(_model_recorder(timeline, name)))
         )
         if model is not None:  # a real provider fails now and then; each retry pays the rate
