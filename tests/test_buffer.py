@@ -536,9 +536,9 @@ async def test_every_request_is_answered_once_or_dropped_because_its_caller_left
         n, duration, fails = request
         assert n not in started, "a request reached the inner service twice"
         started.add(n)
-        run = buffer._run
-        assert run is not None
-        assert len(run.queue) <= bound
+        worker = buffer._worker
+        assert worker is not None
+        assert len(worker.queue) <= bound
         running.add(n)
         try:
             await anyio.sleep(duration)
@@ -574,10 +574,11 @@ async def test_every_request_is_answered_once_or_dropped_because_its_caller_left
         async with anyio.create_task_group() as tg:
             for n, plan in enumerate(plans):
                 tg.start_soon(caller, n, *plan)
-        run = buffer._run
-        assert run is not None
-        assert run.available == bound
-        assert not run.queue
+        worker = buffer._worker
+        assert worker is not None
+        assert worker.slots.available == bound
+        assert not worker.queue
+        assert not worker.running
     assert len(anyio.get_running_tasks()) == tasks_before
     await settle(until=lambda: limit.in_use == 0)
     assert limit.in_use == 0

@@ -201,15 +201,27 @@ def detach() -> Handoff | None:
     return Handoff(moved)
 
 
-def attach(handoff: Handoff | None) -> None:
-    """Makes the reservations of ``handoff`` the current task's own."""
+def attach(handoff: Handoff | None) -> list[Reservation[Any]]:
+    """Makes the reservations of ``handoff`` the current task's own.
+
+    A reservation the task already held on the same key is given back: a task holds one per key.
+
+    Returns:
+        The reservations attached, so that whoever attached them can drop what was left unused.
+    """
     if handoff is None or not handoff._reservations:
-        return
+        return []
     reservations = _own_or_new_holder().reservations
+    attached = []
     for key, reservation in handoff._reservations.items():
         if reservation.state == _HELD:
+            displaced = reservations.get(key)
             reservations[key] = reservation
+            if displaced is not None:
+                displaced.drop()
+            attached.append(reservation)
     handoff._reservations.clear()
+    return attached
 
 
 async def reserve(
