@@ -176,11 +176,17 @@ class Handoff:
     this object is collected.
     """
 
-    __slots__ = ("__weakref__", "_reservations")
+    __slots__ = ("__weakref__", "_reservations", "_schedule")
 
     def __init__(self, reservations: dict[object, Reservation[Any]]) -> None:
         self._reservations = reservations
-        weakref.finalize(self, _drop_all_soon, threadsafe_scheduler(), reservations)
+        self._schedule = threadsafe_scheduler()
+
+    def __del__(self) -> None:
+        # cheaper than a weakref.finalize per handoff (a buffer makes one per request); like
+        # the task finalizers, it may run in any thread, so it only queues the drop on the loop
+        if self._reservations:
+            _drop_all_soon(self._schedule, self._reservations)
 
 
 def detach() -> Handoff | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 
@@ -100,6 +100,16 @@ def _cancel_task(message: Message[Any], recheck: float) -> None:
     task.cancel()
 
 
+class _Scope(Protocol):
+    """A cancel scope, which swallows its own cancellation."""
+
+    def cancel(self) -> None: ...
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(self, *exc_info: object) -> bool: ...
+
+
 def _shielded(task: Any, outer: object) -> bool:
     """Tells whether the task sits in a shielded anyio scope entered after the call started."""
     state = _task_states.get(task)
@@ -128,8 +138,9 @@ def _outer_scope_cancelled(scope: Any) -> bool:
 async def _run_trio(call: Callable[[Any], Awaitable[RespT]], message: Message[Any]) -> RespT:
     trio: Any = sys.modules["trio"]
     cancelled: BaseException | None = None
-    with trio.CancelScope() as scope:
-        message.scope = scope
+    scope: _Scope = trio.CancelScope()
+    message.scope = scope
+    with scope:
         try:
             return await call(message.request)
         except trio.Cancelled as exc:
@@ -144,8 +155,8 @@ async def _run_trio(call: Callable[[Any], Awaitable[RespT]], message: Message[An
 async def _run_in_anyio_scope(
     call: Callable[[Any], Awaitable[RespT]], message: Message[Any]
 ) -> RespT:  # pragma: no cover - only when anyio's internals moved (see the import)
-    with anyio.CancelScope() as scope:
-        message.scope = scope
+    scope = message.scope = anyio.CancelScope()
+    with scope:
         return await call(message.request)
     await anyio.lowlevel.checkpoint_if_cancelled()
     raise ServiceClosed(_CANCELLED)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TypeVar, final
+from typing import TYPE_CHECKING, TypeVar, final
 
-from .._service import Service
 from .._validate import check_positive_int
 from .service import Buffer
+
+if TYPE_CHECKING:
+    from .._service import Service
 
 __all__ = ["BufferLayer"]
 

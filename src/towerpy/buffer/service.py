@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Self, TypeVar, final
+from typing import TYPE_CHECKING, Self, TypeVar, final
 
 import anyio
 from typing_extensions import override
@@ -110,7 +110,10 @@ class Buffer(Middleware[ReqT, RespT]):
         worker = self._accepting()
         reservation = _reserve.take(self)
         message: Message[ReqT] = Message(request, worker)
-        worker.submit(message, has_place=reservation is not None and reservation.token is worker)
+        if (reservation is not None and reservation.token is worker) or worker.slots.try_acquire():
+            worker.enqueue(message)
+        else:
+            worker.wait_for_place(message)
         try:
             await message.waiter.wait()
         except BaseException:
@@ -128,7 +131,7 @@ class Buffer(Middleware[ReqT, RespT]):
                 raise ServiceClosed(
                     "buffer closed: its `async with` block was cancelled before the request ran"
                 )
-            attached = _reserve.attach(handoff)
+            attached = _reserve.attach(handoff) if handoff is not None else ()
             del handoff
             try:
                 return await run_call(self.inner.call, message)

@@ -43,10 +43,12 @@ class PlaceWaiter:
         self.waiter: Waiter = new_waiter()
 
     def grant(self) -> bool:
-        return self.waiter.wake()  # False: its task was cancelled and is leaving
+        """Wakes the task with a place; False if it was cancelled and is leaving."""
+        return self.waiter.wake()
 
     def refuse(self) -> None:
-        self.waiter.wake()  # the task sees that the buffer closed when it wakes
+        """Wakes the task, which sees that the slots closed."""
+        self.waiter.wake()
 
 
 @final

@@ -66,13 +66,10 @@ class Worker:
 
     # --- the caller's side ----------------------------------------------------------------
 
-    def submit(self, message: Message[Any], *, has_place: bool) -> None:
-        """Queues a request whose caller holds a place, or puts it in line for one."""
-        if has_place or self.slots.try_acquire():
-            self.enqueue(message)
-        else:
-            message.status = WAITING
-            self.slots.wait(message)
+    def wait_for_place(self, message: Message[Any]) -> None:
+        """Puts a request in line for a place; it is queued when it gets one."""
+        message.status = WAITING
+        self.slots.wait(message)
 
     def enqueue(self, message: Message[Any]) -> None:
         """Queues a request that holds a place, and wakes the worker if it waits for one."""
@@ -84,7 +81,7 @@ class Worker:
             wakeup.wake()
 
     def withdraw(self, message: Message[Any]) -> None:
-        """Undoes what `submit` and the worker did for a request whose caller is leaving."""
+        """Undoes what the caller and the worker did for a request whose caller is leaving."""
         status = message.status
         if status == QUEUED:  # never reached the inner service: drop it, free its place
             del self.queue[message]
