@@ -13,7 +13,6 @@ shielded scopes, so a call inside one is cancelled only once the shield is gone.
 from __future__ import annotations
 
 import asyncio
-import math
 import sys
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -146,9 +145,8 @@ async def _run_trio(call: Callable[[Any], Awaitable[RespT]], message: Message[An
         except trio.Cancelled as exc:
             cancelled = exc
             raise
-    # only reached when the scope caught its own cancellation: cancel_call cancelled it
-    if trio.current_effective_deadline() == -math.inf:
-        await trio.lowlevel.checkpoint()  # the caller is being cancelled too: that goes on
+    # only reached when the scope caught its own cancellation, which trio does only when no
+    # scope around it is cancelled too: cancel_call cancelled it, and nobody else did
     raise ServiceClosed(_CANCELLED) from cancelled
 
 
@@ -158,5 +156,4 @@ async def _run_in_anyio_scope(
     scope = message.scope = anyio.CancelScope()
     with scope:
         return await call(message.request)
-    await anyio.lowlevel.checkpoint_if_cancelled()
-    raise ServiceClosed(_CANCELLED)
+    raise ServiceClosed(_CANCELLED)  # as on trio, only when no scope around it is cancelled
