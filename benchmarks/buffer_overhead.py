@@ -12,13 +12,16 @@ reservation to each caller. Run: ``python benchmarks/buffer_overhead.py``.
 from __future__ import annotations
 
 import asyncio
+import gc
+import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import anyio
 
 from _percall import environment, report, run, time_cases
-from towerpy import BufferLayer, ConcurrencyLimitLayer, service_fn
+from towerpy import BufferLayer, ConcurrencyLimitLayer, Service, service_fn
 
 CALLS = 20_000
 ROUNDS = 7
@@ -131,5 +134,69 @@ async def main() -> None:
         )
 
 
+class Gated(Service[int, int]):
+    """Not ready until ``gate`` is set: every request waits in the buffer until then."""
+
+    def __init__(self) -> None:
+        self.gate = anyio.Event()
+
+    async def ready(self) -> None:
+        await self.gate.wait()
+
+    async def call(self, request: int) -> int:
+        return request
+
+
+async def deep_queue(count: int, bound: int, *, buffered: bool) -> float:
+    """Microseconds per request: ``count`` callers queue (one in 7 then leaves), then all go.
+
+    Unbuffered, the callers wait on the inner service's readiness themselves: the cost of the
+    tasks and their wake-ups, to subtract.
+    """
+    inner = Gated()
+    buffer = BufferLayer(bound).layer(inner)
+    target: Service[int, int] = buffer if buffered else inner
+    scopes: list[anyio.CancelScope] = []
+
+    async def caller() -> None:
+        with anyio.CancelScope() as scope:
+            scopes.append(scope)
+            await target(0)
+
+    gc.collect()
+    gc.disable()  # tens of thousands of live tasks: full collections would dominate the figure
+    try:
+        start = time.perf_counter()
+        async with buffer, anyio.create_task_group() as tg:
+            for _ in range(count):
+                tg.start_soon(caller)
+            await anyio.wait_all_tasks_blocked()
+            for scope in scopes[::7]:
+                scope.cancel()
+            inner.gate.set()
+        return (time.perf_counter() - start) / count * 1e6
+    finally:
+        gc.enable()
+
+
+def deep_queues() -> None:
+    print("\nmany queued requests (bound 100; one in 7 callers leaves): us per request")
+    print(f"{'case':<26}" + "".join(f"{n:>10,}" for n in DEPTHS))
+    for backend in ("asyncio", "trio"):
+        for buffered in (False, True):
+            figures = [
+                min(
+                    anyio.run(partial(deep_queue, n, 100, buffered=buffered), backend=backend)
+                    for _ in range(3)
+                )
+                for n in DEPTHS
+            ]
+            name = f"{backend}, {'buffered' if buffered else 'callers alone'}"
+            print(f"{name:<26}" + "".join(f"{f:>10.1f}" for f in figures))
+
+
+DEPTHS = (1_000, 10_000, 40_000)
+
 if __name__ == "__main__":
     run(main)
+    deep_queues()
