@@ -8,6 +8,9 @@ cancelled natively and the cancellation counted, as ``asyncio.timeout`` does, so
 apart from anyone else's (``Task.uncancel``). anyio's cancel scopes count native cancellations
 the same way, so the two interoperate. A native cancellation would break through anyio's
 shielded scopes, so a call inside one is cancelled only once the shield is gone.
+
+The anyio scopes are read from anyio's private record of them (``_task_states``): only on the
+rare paths (the exit cancelling a call), never per call.
 """
 
 from __future__ import annotations
@@ -54,13 +57,11 @@ async def run_call(call: Callable[[Any], Awaitable[RespT]], message: Message[Any
     task: Any = current_task()
     message.task = task
     message.cancelling = task.cancelling()
-    state = _task_states.get(task)
-    message.outer = None if state is None else state.cancel_scope
     try:
         result = await call(message.request)
     except asyncio.CancelledError as exc:
         if message.fired and task.uncancel() <= message.cancelling:
-            if _outer_scope_cancelled(message.outer):
+            if _outer_scope_cancelled(task):
                 # the caller is being cancelled too: its own scope's cancellation, which anyio
                 # delivers on the next loop cycle, takes over from ours
                 await asyncio.sleep(0)
@@ -90,7 +91,7 @@ def _cancel_task(message: Message[Any], recheck: float) -> None:
     task = message.task
     if task is None or message.fired:  # the call has ended, or is being cancelled already
         return
-    if _shielded(task, message.outer):
+    if _shielded(task):
         # checked again shortly: a shield says when it ends to no one
         loop = asyncio.get_running_loop()
         loop.call_later(recheck, _cancel_task, message, min(2 * recheck, _LAST_RECHECK))
@@ -109,22 +110,28 @@ class _Scope(Protocol):
     def __exit__(self, *exc_info: object) -> bool: ...
 
 
-def _shielded(task: Any, outer: object) -> bool:
-    """Tells whether the task sits in a shielded anyio scope entered after the call started."""
+def _shielded(task: Any) -> bool:
+    """Tells whether the task sits in a shielded anyio scope.
+
+    Any shield counts, the caller's own around its call included: code that asked not to be
+    cancelled is not cancelled by the buffer either (the exit then waits for the call to end).
+    """
     state = _task_states.get(task)
     scope = None if state is None else state.cancel_scope
-    while scope is not None and scope is not outer:
+    while scope is not None:
         if scope._shield:
             return True
         scope = scope._parent_scope
     return False
 
 
-def _outer_scope_cancelled(scope: Any) -> bool:
+def _outer_scope_cancelled(task: Any) -> bool:
     """Tells whether an anyio scope around the call is cancelled (up to the first shield).
 
-    ``scope`` is the innermost anyio scope of the task when the call started.
+    Called once the call has ended: the task's innermost scope is the one around the call.
     """
+    state = _task_states.get(task)
+    scope = None if state is None else state.cancel_scope
     while scope is not None:
         if scope._cancel_called:
             return True

@@ -33,7 +33,6 @@ class Message(Generic[ReqT]):
         "cancelling",
         "fired",
         "handoff",
-        "outer",
         "request",
         "scope",
         "status",
@@ -49,13 +48,11 @@ class Message(Generic[ReqT]):
         self.waiter = new_waiter()
         self.handoff: Handoff | None = None  # the inner readiness, from the worker to the caller
         # how the exit cancels the running call (see .cancel): a cancel scope on trio; on
-        # asyncio the caller's task, its cancellation count, and its anyio scope at the start
-        # (``cancelling`` and ``outer`` are set when the call starts, and only read after)
+        # asyncio the caller's task and its cancellation count (set when the call starts)
         self.scope: Any = None
         self.task: Any = None
         self.fired = False  # the exit cancelled the call
         self.cancelling: int
-        self.outer: Any
 
     def grant(self) -> bool:
         """A place in the queue freed up for this request (it was waiting): queue it."""
