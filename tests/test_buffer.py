@@ -60,6 +60,21 @@ class _Cancelled(Exception):
     pass
 
 
+class Owner:
+    """The task that holds a buffer's ``async with`` block open until ``stop`` is set."""
+
+    def __init__(self, buffer: Service[Any, Any], scope: anyio.CancelScope, stop: anyio.Event):
+        self.buffer = buffer
+        self.scope = scope
+        self.stop = stop
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        with self.scope:
+            async with self.buffer:
+                task_status.started()
+                await self.stop.wait()
+
+
 async def test_requests_reach_the_inner_service_in_arrival_order() -> None:
     inner, handle = mock_service()
     handle.allow(0)  # the worker waits: the requests pile up in the queue
@@ -485,10 +500,7 @@ async def test_leaving_the_block_fails_callers_waiting_for_a_place_in_the_queue(
     outcomes = Outcomes(buffer)
     stop = anyio.Event()
 
-    async def owner(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-        async with buffer:
-            task_status.started()
-            await stop.wait()
+    owner = Owner(buffer, anyio.CancelScope(), stop)
 
     async def waits_in_ready() -> None:
         try:
@@ -497,7 +509,7 @@ async def test_leaving_the_block_fails_callers_waiting_for_a_place_in_the_queue(
             outcomes.errors["ready"] = exc
 
     async with anyio.create_task_group() as tg:
-        await tg.start(owner)
+        await tg.start(owner.run)
         await outcomes.start(tg, "queued", "waiting")
         tg.start_soon(waits_in_ready)
         await wait_all_tasks_blocked()
@@ -514,15 +526,11 @@ async def test_cancelling_the_exit_cancels_running_calls_and_their_callers_get_c
     stop = anyio.Event()
     owner_scope = anyio.CancelScope()
 
-    async def owner(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-        with owner_scope:
-            async with buffer:
-                task_status.started()
-                await stop.wait()
+    owner = Owner(buffer, owner_scope, stop)
 
     tasks_before = len(anyio.get_running_tasks())
     async with anyio.create_task_group() as tg:
-        await tg.start(owner)
+        await tg.start(owner.run)
         await outcomes.start(tg, "a")
         _, responder = await handle.next_request()
         stop.set()
@@ -554,14 +562,10 @@ async def test_cancelling_the_exit_waits_for_a_shielded_section_of_a_running_cal
     owner_scope = anyio.CancelScope()
     stop = anyio.Event()
 
-    async def owner(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-        with owner_scope:
-            async with buffer:
-                task_status.started()
-                await stop.wait()
+    owner = Owner(buffer, owner_scope, stop)
 
     async with anyio.create_task_group() as tg:
-        await tg.start(owner)
+        await tg.start(owner.run)
         tg.start_soon(outcomes.caller, "a")
         await in_shield.wait()
         stop.set()
@@ -582,14 +586,10 @@ async def test_a_caller_cancelled_as_the_exit_is_cancelled_is_cancelled_not_clos
     owner_scope = anyio.CancelScope()
     stop = anyio.Event()
 
-    async def owner(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-        with owner_scope:
-            async with buffer:
-                task_status.started()
-                await stop.wait()
+    owner = Owner(buffer, owner_scope, stop)
 
     async with anyio.create_task_group() as tg:
-        await tg.start(owner)
+        await tg.start(owner.run)
         await outcomes.start(tg, "a")
         _, responder = await handle.next_request()
         stop.set()
