@@ -192,9 +192,9 @@ class Handoff:
 def detach() -> Handoff | None:
     """Takes the current task's reservations away from it, to `attach` them to another task.
 
-    A buffer's worker uses this: it waits for the inner service to be ready, then runs the call
-    in a task of its own, which must find the reservation; the worker's next ``ready()`` must
-    reserve anew.
+    A buffer's worker uses this: it waits for the inner service to be ready, then hands the
+    reservation to the caller whose request is next, which makes the call in its own task and
+    must find the reservation there; the worker's next ``ready()`` must reserve anew.
 
     Returns:
         The reservations, or None when the task holds none.
