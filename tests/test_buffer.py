@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import contextvars
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +20,7 @@ from towerpy import (
     service_fn,
 )
 from towerpy.testing import InFlightProbe, mock_service, wait_all_tasks_blocked
+from towerpy.util import MapRequestLayer
 
 from .reference import ReferenceLimit, held, settle
 
@@ -55,6 +58,21 @@ class Outcomes:
 
 class _Cancelled(Exception):
     pass
+
+
+class Owner:
+    """The task that holds a buffer's ``async with`` block open until ``stop`` is set."""
+
+    def __init__(self, buffer: Service[Any, Any], scope: anyio.CancelScope, stop: anyio.Event):
+        self.buffer = buffer
+        self.scope = scope
+        self.stop = stop
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        with self.scope:
+            async with self.buffer:
+                task_status.started()
+                await self.stop.wait()
 
 
 async def test_requests_reach_the_inner_service_in_arrival_order() -> None:
@@ -273,6 +291,91 @@ async def test_a_caller_cancelled_while_its_call_runs_cancels_that_call() -> Non
     assert outcomes.errors.keys() == {"a"}
 
 
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+set_by_call: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "set_by_call", default=None
+)
+
+
+async def test_the_inner_call_sees_its_callers_context_variables_and_nobody_elses() -> None:
+    seen: dict[str, tuple[str | None, str | None]] = {}
+
+    async def work(name: str) -> str:
+        seen[name] = (request_id.get(), set_by_call.get())
+        set_by_call.set(name)  # stays in this call's caller
+        await anyio.sleep(1)
+        return name
+
+    buffer = BufferLayer(4).layer(service_fn(work))
+
+    async def caller(name: str) -> None:
+        request_id.set(f"id-{name}")
+        assert await buffer(name) == name
+        assert await buffer(f"{name} again") == f"{name} again"
+
+    request_id.set("the block's")
+    async with buffer, anyio.create_task_group() as tg:
+        for name in "ab":
+            tg.start_soon(caller, name)
+    assert seen == {
+        "a": ("id-a", None),
+        "b": ("id-b", None),
+        "a again": ("id-a", "a"),  # its own caller's earlier call, as without a buffer
+        "b again": ("id-b", "b"),
+    }
+    assert set_by_call.get() is None
+
+
+async def test_no_task_is_started_per_call() -> None:
+    inner, handle = mock_service()
+    buffer = BufferLayer(8).layer(inner)
+    outcomes = Outcomes(buffer)
+    async with buffer, anyio.create_task_group() as tg:
+        await wait_all_tasks_blocked()
+        tasks_before = len(anyio.get_running_tasks())
+        await outcomes.start(tg, *range(5))
+        received = [await handle.next_request() for _ in range(5)]
+        # the five callers, each running its own inner call, and nothing else
+        assert len(anyio.get_running_tasks()) == tasks_before + 5
+        for request, responder in received:
+            responder.send(request)
+    assert outcomes.results == {n: n for n in range(5)}
+
+
+async def test_a_reservation_the_inner_call_leaves_unused_is_given_back_at_once() -> None:
+    def check(request: int) -> int:
+        if request < 0:
+            raise ValueError("negative")
+        return request
+
+    limit = ReferenceLimit(service_fn(_echo), 1)
+    # map_request fails before reaching the limit, whose permit the worker reserved for the call
+    buffer = BufferLayer(2).layer(MapRequestLayer(check).layer(limit))
+    async with buffer:
+        with pytest.raises(ValueError, match="negative"):
+            await buffer(-1)
+        assert limit.in_use == 0  # given back before the caller's task ends
+        with anyio.move_on_after(10) as scope:
+            assert await buffer(1) == 1  # the worker can reserve the permit again
+        assert not scope.cancelled_caught
+
+
+async def test_a_reservation_the_caller_holds_on_the_inner_service_is_not_lost() -> None:
+    limit = ReferenceLimit(service_fn(_echo), 2)
+    buffer = BufferLayer(2).layer(limit)
+
+    async def reserve_then_call_through_the_buffer() -> None:
+        await limit.ready()  # the caller's own permit
+        assert await buffer("x") == "x"  # the worker's permit is handed to the caller
+        assert limit.in_use <= 1  # one of the two went back: a task holds one per service
+
+    async with buffer:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reserve_then_call_through_the_buffer)
+        await settle(until=lambda: limit.in_use == 0)
+        assert limit.in_use == 0
+
+
 class FailingReady(Service[Any, Any]):
     def __init__(self) -> None:
         self.fail = anyio.Event()
@@ -331,6 +434,35 @@ async def test_a_call_outside_async_with_says_to_enter_the_service_first() -> No
         await buffer("after")
 
 
+async def test_after_its_block_ended_a_buffer_says_it_was_closed() -> None:
+    buffer = BufferLayer(1).layer(service_fn(_echo))
+    async with buffer:
+        assert await buffer("x") == "x"
+    closed = "buffer closed: its `async with` block has ended"
+    with pytest.raises(ServiceClosed, match=closed) as info:
+        await buffer("after")
+    assert "enter it first" not in str(info.value)
+    with pytest.raises(ServiceClosed, match=closed):
+        await buffer.ready()
+    with pytest.raises(ServiceClosed, match=closed):
+        await buffer.try_ready()
+    assert not buffer.running
+    async with buffer:  # it can be entered again: a new worker starts
+        assert await buffer("again") == "again"
+
+
+async def test_after_a_worker_failure_and_the_end_of_its_block_callers_still_learn_why() -> None:
+    inner = FailingReady()
+    inner.fail.set()
+    buffer = BufferLayer(1).layer(inner)
+    async with buffer:
+        with pytest.raises(ServiceClosed):
+            await buffer("fails")
+    with pytest.raises(ServiceClosed, match="worker failed") as info:
+        await buffer("later")
+    assert info.value.__cause__ is inner.error
+
+
 async def test_leaving_the_block_fails_queued_requests_and_lets_running_calls_finish() -> None:
     inner, handle = mock_service()
     handle.allow(1)
@@ -368,10 +500,7 @@ async def test_leaving_the_block_fails_callers_waiting_for_a_place_in_the_queue(
     outcomes = Outcomes(buffer)
     stop = anyio.Event()
 
-    async def owner(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-        async with buffer:
-            task_status.started()
-            await stop.wait()
+    owner = Owner(buffer, anyio.CancelScope(), stop)
 
     async def waits_in_ready() -> None:
         try:
@@ -380,7 +509,7 @@ async def test_leaving_the_block_fails_callers_waiting_for_a_place_in_the_queue(
             outcomes.errors["ready"] = exc
 
     async with anyio.create_task_group() as tg:
-        await tg.start(owner)
+        await tg.start(owner.run)
         await outcomes.start(tg, "queued", "waiting")
         tg.start_soon(waits_in_ready)
         await wait_all_tasks_blocked()
@@ -397,15 +526,11 @@ async def test_cancelling_the_exit_cancels_running_calls_and_their_callers_get_c
     stop = anyio.Event()
     owner_scope = anyio.CancelScope()
 
-    async def owner(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-        with owner_scope:
-            async with buffer:
-                task_status.started()
-                await stop.wait()
+    owner = Owner(buffer, owner_scope, stop)
 
     tasks_before = len(anyio.get_running_tasks())
     async with anyio.create_task_group() as tg:
-        await tg.start(owner)
+        await tg.start(owner.run)
         await outcomes.start(tg, "a")
         _, responder = await handle.next_request()
         stop.set()
@@ -416,6 +541,66 @@ async def test_cancelling_the_exit_cancels_running_calls_and_their_callers_get_c
     assert isinstance(outcomes.errors["a"], ServiceClosed)
     assert "cancelled while the request ran" in str(outcomes.errors["a"])
     assert len(anyio.get_running_tasks()) == tasks_before
+
+
+async def test_cancelling_the_exit_waits_for_a_shielded_section_of_a_running_call() -> None:
+    in_shield = anyio.Event()
+    leave_shield = anyio.Event()
+    steps: list[str] = []
+
+    async def work(request: str) -> str:
+        with anyio.CancelScope(shield=True):
+            in_shield.set()
+            await leave_shield.wait()
+            steps.append("shielded part done")
+        await anyio.sleep(10)  # cancelled here, once out of the shield
+        steps.append("ran on")
+        return request
+
+    buffer = BufferLayer(1).layer(service_fn(work))
+    outcomes = Outcomes(buffer)
+    owner_scope = anyio.CancelScope()
+    stop = anyio.Event()
+
+    owner = Owner(buffer, owner_scope, stop)
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(owner.run)
+        tg.start_soon(outcomes.caller, "a")
+        await in_shield.wait()
+        stop.set()
+        await wait_all_tasks_blocked()
+        owner_scope.cancel()
+        await wait_all_tasks_blocked()
+        await anyio.sleep(0.1)  # the exit keeps trying while the call is shielded
+        assert steps == []
+        leave_shield.set()
+    assert steps == ["shielded part done"]
+    assert isinstance(outcomes.errors["a"], ServiceClosed)
+
+
+async def test_a_caller_cancelled_as_the_exit_is_cancelled_is_cancelled_not_closed() -> None:
+    inner, handle = mock_service()
+    buffer = BufferLayer(1).layer(inner)
+    outcomes = Outcomes(buffer)
+    owner_scope = anyio.CancelScope()
+    stop = anyio.Event()
+
+    owner = Owner(buffer, owner_scope, stop)
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(owner.run)
+        await outcomes.start(tg, "a")
+        _, responder = await handle.next_request()
+        stop.set()
+        await wait_all_tasks_blocked()
+        owner_scope.cancel()
+        # run again right after the owner, which cancels the call as its exit is cancelled:
+        # the caller's own cancellation then lands before the caller has seen the buffer's
+        await anyio.lowlevel.checkpoint()
+        outcomes.scopes["a"].cancel()
+    assert responder.cancelled
+    assert isinstance(outcomes.errors["a"], _Cancelled)  # its own scope caught it
 
 
 async def test_the_block_exception_propagates_unwrapped() -> None:
@@ -536,9 +721,9 @@ async def test_every_request_is_answered_once_or_dropped_because_its_caller_left
         n, duration, fails = request
         assert n not in started, "a request reached the inner service twice"
         started.add(n)
-        run = buffer._run
-        assert run is not None
-        assert len(run.queue) <= bound
+        worker = buffer._worker
+        assert worker is not None
+        assert len(worker.queue) <= bound
         running.add(n)
         try:
             await anyio.sleep(duration)
@@ -574,10 +759,11 @@ async def test_every_request_is_answered_once_or_dropped_because_its_caller_left
         async with anyio.create_task_group() as tg:
             for n, plan in enumerate(plans):
                 tg.start_soon(caller, n, *plan)
-        run = buffer._run
-        assert run is not None
-        assert run.available == bound
-        assert not run.queue
+        worker = buffer._worker
+        assert worker is not None
+        assert worker.slots.available == bound
+        assert not worker.queue
+        assert not worker.running
     assert len(anyio.get_running_tasks()) == tasks_before
     await settle(until=lambda: limit.in_use == 0)
     assert limit.in_use == 0
@@ -595,6 +781,44 @@ async def test_every_request_is_answered_once_or_dropped_because_its_caller_left
             assert finished.get(n, 0) <= 1
     assert started <= outcomes.keys()
     assert not running
+
+
+@pytest.mark.parametrize("bound", [10_000, 100])
+async def test_ten_thousand_queued_requests_complete_in_arrival_order(bound: int) -> None:
+    count = 10_000
+    arrivals: list[int] = []
+    served: list[int] = []
+    inner, handle = mock_service()
+    handle.allow(0)  # nothing is sent on until every request has arrived
+    buffer = BufferLayer(bound).layer(inner)
+    results: dict[int, Any] = {}
+    scopes: dict[int, anyio.CancelScope] = {}
+
+    async def caller(n: int) -> None:
+        with anyio.CancelScope() as scope:
+            scopes[n] = scope
+            arrivals.append(n)  # the buffer queues it (or puts it in line) before it yields
+            results[n] = await buffer(n)
+
+    async def answer() -> None:
+        while len(served) < len(arrivals) - len(left):
+            request, responder = await handle.next_request()
+            served.append(request)
+            responder.send(request)
+
+    async with buffer, anyio.create_task_group() as tg:
+        for n in range(count):
+            tg.start_soon(caller, n)
+        await wait_all_tasks_blocked()
+        assert len(arrivals) == count
+        left = set(arrivals[::7])  # some callers give up, in the queue or in line for a place
+        for n in left:
+            scopes[n].cancel()
+        await wait_all_tasks_blocked()
+        handle.allow(None)
+        await answer()
+    assert served == [n for n in arrivals if n not in left]
+    assert results == {n: n for n in served}
 
 
 async def test_load_shed_in_front_refuses_at_once_when_the_queue_is_full() -> None:

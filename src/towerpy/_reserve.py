@@ -253,11 +253,17 @@ class Handoff:
     this object is collected.
     """
 
-    __slots__ = ("__weakref__", "_reservations")
+    __slots__ = ("__weakref__", "_reservations", "_schedule")
 
     def __init__(self, reservations: dict[object, Reservation[Any]]) -> None:
         self._reservations = reservations
-        weakref.finalize(self, _drop_all_soon, threadsafe_scheduler(), reservations)
+        self._schedule = threadsafe_scheduler()
+
+    def __del__(self) -> None:
+        # cheaper than a weakref.finalize per handoff (a buffer makes one per request); like
+        # the task finalizers, it may run in any thread, so it only queues the drop on the loop
+        if self._reservations:
+            _drop_all_soon(self._schedule, self._reservations)
 
     def drop(self) -> None:
         """Gives every reservation of the handoff back now."""
@@ -268,8 +274,8 @@ def detach() -> Handoff | None:
     """Takes the current task's reservations away from it, to `attach` them to another task.
 
     A buffer's worker uses this: it waits for the inner service to be ready, then hands the
-    reservation to the task that makes the call; the worker's next ``ready()`` must reserve
-    anew.
+    reservation to the caller whose request is next, which makes the call in its own task and
+    must find the reservation there; the worker's next ``ready()`` must reserve anew.
 
     Returns:
         The reservations, or None when the task holds none.
@@ -282,18 +288,27 @@ def detach() -> Handoff | None:
     return Handoff(moved)
 
 
-def attach(handoff: Handoff | None) -> None:
-    """Makes the reservations of ``handoff`` the current task's own."""
+def attach(handoff: Handoff | None) -> list[Reservation[Any]]:
+    """Makes the reservations of ``handoff`` the current task's own.
+
+    A reservation the task already held on the same key is given back: a task holds one per key.
+
+    Returns:
+        The reservations attached, so that whoever attached them can drop what was left unused.
+    """
     if handoff is None or not handoff._reservations:
-        return
+        return []
     reservations = _own_or_new_holder().reservations
+    attached = []
     for key, reservation in handoff._reservations.items():
         if reservation.state == _HELD:
-            previous = reservations.get(key)
-            if previous is not None:
-                previous.drop()  # one reservation per key: the task keeps the one handed over
+            displaced = reservations.get(key)  # one per key: the task keeps the one handed over
             reservations[key] = reservation
+            if displaced is not None:
+                displaced.drop()
+            attached.append(reservation)
     handoff._reservations.clear()
+    return attached
 
 
 # --- load shedding ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ Neither raises on the common path (the deadline passes).
 from __future__ import annotations
 
 import sys
-from collections import deque
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol, final
 
 from ._runtime import _in_trio, running_loop
@@ -26,7 +26,7 @@ from ._runtime import _in_trio, running_loop
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-__all__ = ["Alarm", "Permits", "Waiter", "new_alarm", "new_waiter"]
+__all__ = ["Alarm", "Grantee", "Permits", "Waiter", "new_alarm", "new_waiter"]
 
 
 class Waiter(Protocol):
@@ -43,15 +43,6 @@ class Waiter(Protocol):
     @property
     def woken(self) -> bool:
         """Whether `wake` reached the task (it may have been cancelled right after)."""
-        ...
-
-    def leave(self) -> None:
-        """Marks the waiter gone (its task was cancelled unwoken): a later `wake` reaches nobody."""
-        ...
-
-    @property
-    def gone(self) -> bool:
-        """Whether the waiter left unwoken."""
         ...
 
 
@@ -75,41 +66,24 @@ class _FutureWaiter:
     def woken(self) -> bool:
         return self._future.done() and not self._future.cancelled()
 
-    def leave(self) -> None:
-        self._future.cancel()  # usually cancelled already, with the task that awaited it
-
-    @property
-    def gone(self) -> bool:
-        return self._future.cancelled()  # type: ignore[no-any-return]
-
 
 @final
 class _EventWaiter:
-    __slots__ = ("_event", "_gone")
+    __slots__ = ("_event",)
 
     def __init__(self, event: Any) -> None:
         self._event = event
-        self._gone = False
 
     def wait(self) -> Awaitable[object]:
         return self._event.wait()  # type: ignore[no-any-return]
 
     def wake(self) -> bool:
-        if self._gone:
-            return False
         self._event.set()  # a trio task cancelled while waiting checks `woken` as it leaves
         return True
 
     @property
     def woken(self) -> bool:
         return self._event.is_set()  # type: ignore[no-any-return]
-
-    def leave(self) -> None:
-        self._gone = True
-
-    @property
-    def gone(self) -> bool:
-        return self._gone
 
 
 def new_waiter() -> Waiter:
@@ -119,89 +93,129 @@ def new_waiter() -> Waiter:
     return _FutureWaiter(running_loop())
 
 
-_COMPACT_AT = 64  # waiters gone (cancelled) before the queue is rebuilt without them
+class Grantee(Protocol):
+    """Whoever waits in `Permits` for a permit."""
+
+    def grant(self) -> bool:
+        """Receives a permit; returns False (keeping nothing) if it no longer wants one."""
+        ...
+
+    def refuse(self) -> None:
+        """Learns that no permit will come: the permits were closed."""
+        ...
+
+
+@final
+class _TaskGrantee:
+    """A task waiting in `Permits.take`."""
+
+    __slots__ = ("waiter",)
+
+    def __init__(self) -> None:
+        self.waiter: Waiter = new_waiter()
+
+    def grant(self) -> bool:
+        return self.waiter.wake()  # False: it was cancelled and is leaving
+
+    def refuse(self) -> None:
+        self.waiter.wake()  # it sees that the permits closed
 
 
 class Permits:
     """A first-come first-served count of permits: the one wait queue of towerpy's limits.
 
-    A permit given back while tasks wait goes straight to the first of them (the count does not
-    change), so a newcomer never overtakes a waiter. A waiter cancelled before it was woken
-    leaves its place in O(1): it stays in the queue, marked gone, and is skipped when its turn
-    comes; the queue is rebuilt once the gone outnumber the waiting.
+    A permit given back while others wait goes straight to the first of them (the count does
+    not change), so a newcomer never overtakes a waiter. Waiters are tasks waiting in `take`,
+    or any `Grantee` put in line with `wait` (a buffer's request, queued the moment it gets its
+    place, so that requests keep their arrival order whatever order the backend wakes tasks
+    in). They sit in an ordered dictionary: the first comes out and any one leaves in O(1).
 
     Attributes:
         available: Permits free now (a float so that ``math.inf`` can mean "no limit").
+        closed: Whether `close` was called: permits are then neither handed out nor counted.
     """
 
-    __slots__ = ("_queue", "_waiting", "available")
+    __slots__ = ("_waiters", "available", "closed")
 
     def __init__(self, available: float) -> None:
         self.available = available
-        self._queue: deque[Waiter] = deque()
-        self._waiting = 0
+        self._waiters: OrderedDict[Grantee, None] = OrderedDict()
+        self.closed = False
 
     @property
     def waiting(self) -> int:
-        """Tasks waiting for a permit."""
-        return self._waiting
+        """How many wait for a permit."""
+        return len(self._waiters)
 
     def take_nowait(self) -> bool:
         """Takes a permit if one is free and nobody waits; tells whether it did."""
-        if self.available >= 1 and not self._waiting:
+        if self.available >= 1 and not self._waiters:
             self.available -= 1
             return True
         return False
 
-    async def take(self) -> None:
+    def wait(self, grantee: Grantee) -> None:
+        """Puts ``grantee`` last in line; its ``grant()`` is called when a permit is its."""
+        self._waiters[grantee] = None
+
+    def leave(self, grantee: Grantee) -> None:
+        """Takes ``grantee`` out of line (it gave up); nothing happens if it was not there."""
+        self._waiters.pop(grantee, None)
+
+    async def take(self) -> bool:
         """Waits for a permit, in arrival order, and takes it.
 
         A task cancelled while waiting holds no permit afterwards: one handed to it as it was
         leaving goes on to the next waiter.
+
+        Returns:
+            True with a permit taken; False, holding nothing, when the permits were closed.
         """
-        if self.available >= 1 and not self._waiting:
+        if self.available >= 1 and not self._waiters:
             self.available -= 1
-            return
-        waiter = new_waiter()
-        self._queue.append(waiter)
-        self._waiting += 1
+            return True
+        if self.closed:
+            return False
+        grantee = _TaskGrantee()
+        self._waiters[grantee] = None
         try:
-            await waiter.wait()
+            await grantee.waiter.wait()
         except BaseException:
-            if waiter.woken:  # a permit was handed over just as we left: pass it on
-                self.give()
+            if grantee.waiter.woken:  # a permit was handed over just as we left: pass it on
+                if not self.closed:
+                    self.give()
             else:
-                waiter.leave()
-                self._waiting -= 1
-                if len(self._queue) - self._waiting > max(_COMPACT_AT, self._waiting):
-                    self._queue = deque(w for w in self._queue if not w.gone)
+                self.leave(grantee)
             raise
+        return not self.closed
 
     def give(self) -> None:
-        """Gives a permit back: to the first waiter if there is one."""
-        queue = self._queue
-        while queue:
-            if queue.popleft().wake():
-                self._waiting -= 1
+        """Gives a permit back: straight to the first waiter that takes it, else counted free."""
+        if self.closed:
+            return
+        waiters = self._waiters
+        while waiters:
+            grantee, _ = waiters.popitem(last=False)
+            if grantee.grant():
                 return  # handed over: the count does not change
         self.available += 1
 
     def set_available(self, available: float) -> None:
         """Sets the permits free now (replacing the count), and hands them to waiters."""
         self.available = available
-        queue = self._queue
-        while queue and self.available >= 1:
-            if queue.popleft().wake():
-                self._waiting -= 1
+        waiters = self._waiters
+        while waiters and self.available >= 1:
+            grantee, _ = waiters.popitem(last=False)
+            if grantee.grant():
                 self.available -= 1
 
-    def wake_all(self) -> None:
-        """Wakes every waiter without giving it a permit: they must look again why (closed)."""
-        queue = self._queue
-        self._queue = deque()
-        self._waiting = 0
-        for waiter in queue:
-            waiter.wake()
+    def close(self) -> None:
+        """Refuses every waiter; from now on, permits are neither handed out nor counted."""
+        self.closed = True
+        waiters = list(self._waiters)
+        self._waiters.clear()
+        for grantee in waiters:
+            grantee.refuse()
 
 
 class Alarm(Protocol):

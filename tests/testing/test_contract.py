@@ -15,6 +15,7 @@ from towerpy import (
     Middleware,
     RateLimit,
     Service,
+    Timeout,
     lowlevel,
 )
 from towerpy.testing import ServiceContract
@@ -56,6 +57,10 @@ FACTORIES: dict[str, ServiceContract] = {
     "Buffer": ServiceContract(lambda inner, n: Buffer(inner, n)),
     "LoadShed(ConcurrencyLimit)": ServiceContract(
         lambda inner, n: LoadShed(ConcurrencyLimit(inner, n)), sheds=True
+    ),
+    "LoadShed(Buffer)": ServiceContract(lambda inner, n: LoadShed(Buffer(inner, n)), sheds=True),
+    "Timeout(ConcurrencyLimit)": ServiceContract(
+        lambda inner, n: Timeout(ConcurrencyLimit(inner, n), LONG)
     ),
     "Tool(concurrency_limit=)": ServiceContract(_tool, request={"text": "request"}),
     "MockService": ServiceContract(_mock, capacity_returns=False),
