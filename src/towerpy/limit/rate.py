@@ -128,7 +128,7 @@ class RateLimit(Middleware[ReqT, RespT]):
         RequestTooLarge: At the call, a request costs more than ``burst``.
     """
 
-    __slots__ = ("_actual_cost", "_bucket", "_cost")
+    __slots__ = ("_actual_cost", "_bucket", "_cost", "_receipts")
 
     def __init__(
         self,
@@ -146,6 +146,11 @@ class RateLimit(Middleware[ReqT, RespT]):
         self._bucket: RateBackend = (
             shared if shared is not None else TokenBucket(rate, per, burst)  # type: ignore[arg-type]
         )
+        # A TokenBucket gives receipts for the tokens taken, so that a refund gives back exactly
+        # what of them still counts (TokenBucket.refund); other backends get the cost back.
+        self._receipts: TokenBucket | None = (
+            self._bucket if type(self._bucket) is TokenBucket else None
+        )
         self._cost = cost
         self._actual_cost = actual_cost
 
@@ -154,17 +159,34 @@ class RateLimit(Middleware[ReqT, RespT]):
         """The bucket this service takes its tokens from."""
         return self._bucket
 
+    # A reservation's token is the receipt of its one token (or that cost, _ONE, without
+    # receipts): see _refund.
+
+    def _receipt(self) -> float:
+        bucket = self._receipts
+        return _ONE if bucket is None else bucket.taken
+
+    def _refund(self, cost: float, receipt: float) -> None:
+        bucket = self._receipts
+        if bucket is None:
+            self._bucket.refund(cost)
+        else:
+            bucket.refund(cost, receipt)
+
+    def _refund_reservation(self, receipt: float) -> None:
+        self._refund(_ONE, receipt)
+
     async def _acquire_one(self) -> float:
         bucket = self._bucket
         if not bucket.acquire_nowait(_ONE):
             await bucket.acquire(_ONE)
-        return _ONE
+        return self._receipt()
 
     async def _try_acquire_one(self) -> float | None:
-        return _ONE if await self._bucket.try_acquire(_ONE) else None
+        return self._receipt() if await self._bucket.try_acquire(_ONE) else None
 
     def _acquire_one_nowait(self) -> float | None:
-        return _ONE if self._bucket.acquire_nowait(_ONE) else None
+        return self._receipt() if self._bucket.acquire_nowait(_ONE) else None
 
     @override
     async def ready(self) -> None:
@@ -172,7 +194,7 @@ class RateLimit(Middleware[ReqT, RespT]):
             await self.inner.ready()  # the next request's cost is unknown: nothing to reserve
             return
         await _reserve.reserve(
-            self, self._acquire_one, self._bucket.refund, self.inner, self._acquire_one_nowait
+            self, self._acquire_one, self._refund_reservation, self.inner, self._acquire_one_nowait
         )
 
     @override
@@ -180,26 +202,33 @@ class RateLimit(Middleware[ReqT, RespT]):
         if self._cost is not None:
             return await self.inner.try_ready()
         return await _reserve.try_reserve(
-            self, self._try_acquire_one, self._bucket.refund, self.inner, self._acquire_one_nowait
+            self,
+            self._try_acquire_one,
+            self._refund_reservation,
+            self.inner,
+            self._acquire_one_nowait,
         )
 
     @override
     async def call(self, request: ReqT) -> RespT:
         bucket = self._bucket
+        actual_cost = self._actual_cost
         reservation = _reserve.take(self)
         if reservation is not None:
-            cost: float = reservation.token
+            cost = _ONE  # only ready() without a cost function reserves: one token
+            receipt: float = reservation.token
         else:
             cost = _ONE if self._cost is None else _cost(self._cost(request), self._cost, "cost")
             if not bucket.acquire_nowait(cost):
                 await bucket.acquire(cost)
+            receipt = _ONE if actual_cost is None else self._receipt()
         response: RespT = await self.inner(request)
-        if self._actual_cost is not None:
-            actual = _cost(self._actual_cost(request, response), self._actual_cost, "actual_cost")
+        if actual_cost is not None:
+            actual = _cost(actual_cost(request, response), actual_cost, "actual_cost")
             if actual > cost:
                 bucket.charge(actual - cost)
             elif actual < cost:
-                bucket.refund(cost - actual)
+                self._refund(cost - actual, receipt)
         return response
 
     __call__ = call  # ready() + call() is call(): it acquires what ready() would have reserved
