@@ -22,6 +22,16 @@ if TYPE_CHECKING:
 __all__ = ["RateStatistics", "TokenBucket"]
 
 _NO_CLOCK = object()  # the clock of a bucket not used yet: no running loop is it
+
+
+def _load_trio_clock() -> Any:
+    global _trio_clock
+    _trio_clock = sys.modules["trio"].lowlevel.current_clock  # trio runs: it is imported
+    return _trio_clock()
+
+
+# Returns the running trio run's clock: trio.lowlevel.current_clock, once trio has run.
+_trio_clock: Callable[[], Any] = _load_trio_clock
 _MAX_MARKS = 64  # restart points kept for refunds; beyond that the oldest two are merged
 
 
@@ -155,7 +165,8 @@ class TokenBucket:
         if self._waiters or cost > self._burst:
             return False
         if _sniffio_local is not None and _sniffio_local.name == "trio":
-            now = self._now()
+            clock = _trio_clock()
+            now = clock.current_time() if clock is self._clock else self._now()
         else:
             # _runtime.current_time() inlined, plus the check that the running loop is the one
             # whose clock the state is on: as cheap as the call it replaces
@@ -355,7 +366,7 @@ class TokenBucket:
     def _now(self) -> float:
         """Reads the running loop's clock, moving the state onto it first if it is another."""
         if _in_trio():
-            clock = sys.modules["trio"].lowlevel.current_clock()
+            clock = _trio_clock()
             if clock is not self._clock:
                 self._move_to(clock, clock.current_time)
             return clock.current_time()  # type: ignore[no-any-return]
