@@ -212,7 +212,6 @@ class RateLimit(Middleware[ReqT, RespT]):
     @override
     async def call(self, request: ReqT) -> RespT:
         bucket = self._bucket
-        actual_cost = self._actual_cost
         reservation = _reserve.take(self)
         if reservation is not None:
             cost = _ONE  # only ready() without a cost function reserves: one token
@@ -221,8 +220,12 @@ class RateLimit(Middleware[ReqT, RespT]):
             cost = _ONE if self._cost is None else _cost(self._cost(request), self._cost, "cost")
             if not bucket.acquire_nowait(cost):
                 await bucket.acquire(cost)
-            receipt = _ONE if actual_cost is None else self._receipt()
+            if self._actual_cost is None:  # nothing to settle afterwards
+                done: RespT = await self.inner(request)
+                return done
+            receipt = self._receipt()
         response: RespT = await self.inner(request)
+        actual_cost = self._actual_cost
         if actual_cost is not None:
             actual = _cost(actual_cost(request, response), actual_cost, "actual_cost")
             if actual > cost:
