@@ -32,6 +32,7 @@ def _load_trio_clock() -> Any:
 
 # Returns the running trio run's clock: trio.lowlevel.current_clock, once trio has run.
 _trio_clock: Callable[[], Any] = _load_trio_clock
+
 _MAX_MARKS = 64  # restart points kept for refunds; beyond that the oldest two are merged
 
 
@@ -319,7 +320,7 @@ class TokenBucket:
         if taken is None:
             taken = self._taken
         if taken <= self._full_at:
-            return
+            return  # taken before the bucket was last full: spent for good
         takens = self._mark_taken
         offsets = self._mark_offset
         if takens and takens[0] <= self._full_at:  # points from before the bucket was last full
