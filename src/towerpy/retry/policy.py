@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from .._service import callable_name, is_async_callable
+from ._notes import add_note
 from .backoff import Backoff, ExponentialBackoff
 
 if TYPE_CHECKING:
@@ -82,7 +83,8 @@ class RetryPolicy:
         budget: A `RetryBudget` (shareable between policies) that every retry must withdraw
             from; None for no budget.
         respect_retry_after: Wait at least as long as the error's ``retry_after`` attribute
-            (seconds) says, when it has one: a provider's ``Retry-After`` header, say.
+            (seconds) says, when it has one: a provider's ``Retry-After`` header, say. An
+            infinite ``retry_after`` means "never retry": the error propagates at once.
         max_retry_after: Give up at once, instead of waiting, when an error's ``retry_after``
             is longer than this many seconds (a spent daily quota can ask for hours); None
             (the default) waits however long it asks.
@@ -150,9 +152,10 @@ class RetryPolicy:
         """Decides whether to try again after try number ``attempt`` failed with ``error``.
 
         It gives up when ``max_attempts`` tries were made, when ``error`` is not retryable, when
-        it asks to wait longer than ``max_retry_after``, or when the budget allows no more
-        retries; otherwise the wait is the backoff's delay, raised
-        to the error's ``retry_after`` when ``respect_retry_after`` is set.
+        it asks never to be retried (``retry_after`` is infinite) or to wait longer than
+        ``max_retry_after``, or when the budget allows no more retries; otherwise the wait is
+        the backoff's delay, raised to the error's ``retry_after`` when ``respect_retry_after``
+        is set.
 
         Args:
             request: The request as the caller passed it.
@@ -167,19 +170,30 @@ class RetryPolicy:
         asked = getattr(error, "retry_after", None) if self._respect_retry_after else None
         if not isinstance(asked, (int, float)) or isinstance(asked, bool):
             asked = None
+        if asked == math.inf:
+            add_note(
+                error,
+                self,
+                "towerpy: not retried: the error asks never to be retried (retry_after=inf)",
+            )
+            return None
         limit = self._max_retry_after
         if asked is not None and limit is not None and asked > limit:
-            error.add_note(
+            add_note(
+                error,
+                self,
                 f"towerpy: not retried: the error asks to wait {asked:g}s, more than "
-                f"max_retry_after={limit:g}s"
+                f"max_retry_after={limit:g}s",
             )
             return None
         budget = self._budget
         if budget is not None and not budget.withdraw():
-            error.add_note("towerpy: the retry budget is spent, so this error was not retried")
+            add_note(
+                error, self, "towerpy: the retry budget is spent, so this error was not retried"
+            )
             return None
         delay = self._backoff.delay(attempt)
-        if asked is not None and delay < asked < math.inf:
+        if asked is not None and delay < asked:
             delay = float(asked)
         return delay
 
