@@ -17,6 +17,7 @@ from .errors import (
     ToolError,
     ToolNotFound,
     TowerError,
+    WaitElapsed,
 )
 from .limit import (
     ConcurrencyBackend,
@@ -110,6 +111,7 @@ __all__ = [
     "ToolError",
     "ToolNotFound",
     "TowerError",
+    "WaitElapsed",
     "layer_fn",
     "option_layer",
     "service_fn",

@@ -247,8 +247,9 @@ async def test_entering_the_agent_enters_its_step_service_and_tools() -> None:
             events.append(f"exit {self.label}")
 
     step = Tracked(ScriptedModel([Message.assistant("hi")]), "step")
-    tools = Tracked(ToolRouter([weather]), "tools")
-    async with Agent(step, tools=tools) as agent:
+    router = ToolRouter([weather])
+    tools = Tracked(router, "tools")
+    async with Agent(step, tools=tools, catalog=router) as agent:
         assert (await agent.run("x")).output == "hi"
     assert events == ["enter step", "enter tools", "exit tools", "exit step"]
 

@@ -182,6 +182,7 @@ async def test_join_all_returns_every_output_when_nothing_fails() -> None:
 async def test_join_all_raises_the_tools_exception_unwrapped() -> None:
     @tool
     async def broken(x: int) -> int:
+        """Broken."""
         raise KeyError(x)
 
     parallel = ParallelToolRouter(ToolRouter([broken]), policy=JoinPolicy.JOIN_ALL)
@@ -248,6 +249,7 @@ async def test_isolate_turns_failures_into_error_outputs_and_leaves_the_rest_alo
 async def test_isolate_reports_unknown_tools_and_malformed_arguments_to_the_model() -> None:
     @tool
     async def add(a: int, b: int) -> int:
+        """Add."""
         return a + b
 
     parallel = ParallelToolRouter(ToolRouter([add]))
@@ -311,6 +313,7 @@ async def test_a_timed_out_sync_tool_returns_promptly() -> None:
 
     @tool
     def stuck(x: int) -> int:
+        """Stuck."""
         gate.wait(10)
         return x
 
@@ -339,17 +342,21 @@ async def test_a_sequential_tool_runs_alone_at_its_position() -> None:
     assert router.spans == {"a": (0, 1), "b": (0, 2), "s": (2, 3), "c": (3, 4), "d": (3, 6)}
 
 
-async def test_sequential_tools_are_found_through_layers_around_a_tool_router() -> None:
+async def test_a_catalog_tells_which_tools_are_sequential_through_layers_around_the_router() -> (
+    None
+):
     spans: dict[str, tuple[float, float]] = {}
 
     @tool
     async def work(label: str) -> None:
+        """Work."""
         start = anyio.current_time()
         await anyio.sleep(1)
         spans[label] = (start, anyio.current_time())
 
     @tool(sequential=True)
     async def commit(label: str) -> None:
+        """Commit."""
         start = anyio.current_time()
         await anyio.sleep(1)
         spans[label] = (start, anyio.current_time())
@@ -362,7 +369,7 @@ async def test_sequential_tools_are_found_through_layers_around_a_tool_router() 
         ToolInvocation(id="4", name="work", arguments={"label": "w2"}),
         ToolInvocation(id="5", name="work", arguments={"label": "w3"}),
     ]
-    await ParallelToolRouter(router, limit=5)(batch)
+    await ParallelToolRouter(router, limit=5, catalog=router.inner)(batch)
     assert spans == {"w1": (0, 1), "c1": (1, 2), "c2": (2, 3), "w2": (3, 4), "w3": (3, 4)}
     assert router.peak == 2
 
@@ -405,11 +412,15 @@ async def test_cancelling_the_call_cancels_every_invocation_and_leaves_nothing_r
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"limit": 0}, ValueError, "limit must be an int >= 1"),
-        ({"limit": True}, ValueError, "limit must be an int >= 1"),
+        ({"limit": 0}, ValueError, "limit must be >= 1"),
+        ({"limit": True}, TypeError, "limit must be an int >= 1"),
+        ({"limit": "3"}, TypeError, "limit must be an int >= 1"),
         ({"policy": "isolate"}, TypeError, "policy must be a JoinPolicy"),
-        ({"tool_timeout": 0}, ValueError, "tool_timeout must be seconds > 0"),
-        ({"tool_timeout": float("nan")}, ValueError, "tool_timeout must be seconds > 0"),
+        ({"tool_timeout": 0}, ValueError, "tool_timeout must be a finite number > 0"),
+        ({"tool_timeout": float("nan")}, ValueError, "tool_timeout must be a finite number > 0"),
+        ({"tool_timeout": True}, TypeError, "tool_timeout must be a finite number > 0"),
+        ({"wait_timeout": -1}, ValueError, "wait_timeout must be a finite number > 0"),
+        ({"catalog": object()}, TypeError, "catalog must be a ToolCatalog"),
     ],
 )
 def test_bad_options_are_refused_at_construction(

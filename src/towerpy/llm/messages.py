@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -152,3 +153,8 @@ class StepOutcome(BaseModel):
     done: bool
     usage: Usage | None = None
     finish_reason: str | None = None
+
+    def with_tool_results(self, outputs: Sequence[ToolOutput]) -> StepOutcome:
+        """Returns this outcome with one tool message per output appended, and ``done=False``."""
+        messages = [*self.messages, *(Message.tool(output) for output in outputs)]
+        return self.model_copy(update={"messages": messages, "done": False})
