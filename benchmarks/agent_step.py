@@ -10,9 +10,9 @@ concurrently, collecting the results into the conversation.
   plain dicts (arguments already parsed, as the scripted models below give them),
   ``asyncio.gather`` over the 10 tool coroutines, the results appended as dicts (no argument
   validation): the baseline every ratio is taken against;
-- **towerpy Agent**: ``Agent(ScriptedModel(...), tools=ToolRouter([lookup]))``, the default
-  ``tool_limit=5`` (so 5 worker tasks for 10 calls); and ``tool_limit=16`` (a batch smaller
-  than the limit);
+- **towerpy Agent**: ``Agent(model, tools=ToolRouter([lookup]))``, where ``model`` is a step
+  service answering from two fixed messages (as the hand loop's model does), with the default
+  ``tool_limit=5`` and with ``tool_limit=16`` (a batch smaller than the limit);
 - **towerpy Agent (trio)**: the same on trio;
 - **pydantic-ai**: ``Agent(FunctionModel(...), tools=[lookup]).run(...)``;
 - **OpenAI Agents SDK**: ``Runner.run(Agent(model=<a scripted Model>, tools=[function_tool]))``,
@@ -38,7 +38,8 @@ from typing import Any
 import anyio
 
 from _percall import environment
-from towerpy.llm import Agent, Message, ScriptedModel, ToolCall
+from towerpy import Service
+from towerpy.llm import Agent, ChatRequest, Message, StepOutcome, ToolCall
 from towerpy.tools import ToolRouter, tool
 
 TOOLS = 10
@@ -47,7 +48,12 @@ PROMPT = "look up ten items"
 Case = Callable[[int], Awaitable[None]]
 
 
+WAITS = False  # whether each tool call waits once (yields to the event loop) before answering
+
+
 async def lookup_fn(item: int) -> str:
+    if WAITS:
+        await anyio.sleep(0)
     return f"item {item}"
 
 
@@ -92,7 +98,7 @@ async def gather_loop(n: int) -> None:
 @tool
 async def lookup(item: int) -> str:
     """Looks an item up."""
-    return f"item {item}"
+    return await lookup_fn(item)
 
 
 ROUTER = ToolRouter([lookup])
@@ -102,10 +108,23 @@ ASK = Message.assistant(
 DONE = Message.assistant("done")
 
 
+class Model(Service[ChatRequest, StepOutcome]):
+    """The offline model: asks for the 10 tools, then answers once it has their results."""
+
+    async def call(self, request: ChatRequest) -> StepOutcome:
+        answer = DONE if request.messages[-1].role == "tool" else ASK
+        return StepOutcome(
+            messages=[*request.messages, answer],
+            tool_calls=[call.to_invocation() for call in answer.tool_calls],
+            done=not answer.tool_calls,
+        )
+
+
 def towerpy_case(tool_limit: int) -> Case:
+    agent = Agent(Model(), tools=ROUTER, tool_limit=tool_limit)
+
     async def case(n: int) -> None:
         for _ in range(n):
-            agent = Agent(ScriptedModel([ASK, DONE]), tools=ROUTER, tool_limit=tool_limit)
             result = await agent.run(PROMPT)
             assert result.output == "done"
 
@@ -145,7 +164,7 @@ def pydantic_ai_case() -> Case | None:
     @agent.tool_plain
     async def lookup(item: int) -> str:
         """Looks an item up."""
-        return f"item {item}"
+        return await lookup_fn(item)
 
     async def case(n: int) -> None:
         for _ in range(n):
@@ -190,7 +209,7 @@ def openai_agents_case() -> Case | None:
     @function_tool
     async def lookup(item: int) -> str:
         """Looks an item up."""
-        return f"item {item}"
+        return await lookup_fn(item)
 
     agent = SdkAgent(name="bench", model=Scripted(), tools=[lookup])
 
@@ -217,6 +236,7 @@ async def time_round(case: Case, calls: int) -> float:
 
 
 async def main(rounds: int, calls: int) -> None:
+    global WAITS
     cases: dict[str, Case] = {
         "gather loop (by hand)": gather_loop,
         "towerpy Agent, tool_limit=5": towerpy_case(5),
@@ -229,19 +249,23 @@ async def main(rounds: int, calls: int) -> None:
             cases[name] = made
         else:
             print(f"({name} is not installed: skipped)")
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for case in cases.values():  # warm up
-        await case(max(1, calls // 10))
-    for _ in range(rounds):
-        for name, case in cases.items():
-            samples[name].append(await time_round(case, calls))
-    base = samples["gather loop (by hand)"]
-    print(f"\n| case | µs per conversation (best round) | x gather loop (median of rounds, range) |")
-    print("|---|---|---|")
-    for name, values in samples.items():
-        ratios = [v / b for v, b in zip(values, base, strict=True)]
-        spread = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
-        print(f"| {name} | {min(values):.1f} | {spread} |")
+    for waits in (False, True):
+        WAITS = waits
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for case in cases.values():  # warm up
+            await case(max(1, calls // 10))
+        for _ in range(rounds):
+            for name, case in cases.items():
+                samples[name].append(await time_round(case, calls))
+        base = samples["gather loop (by hand)"]
+        kind = "each tool waits once (anyio.sleep(0))" if waits else "tools answer at once"
+        print(f"\n{kind}\n")
+        print("| case | µs per conversation (best round) | x gather loop (median, range) |")
+        print("|---|---|---|")
+        for name, values in samples.items():
+            ratios = [v / b for v, b in zip(values, base, strict=True)]
+            spread = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+            print(f"| {name} | {min(values):.1f} | {spread} |")
 
 
 if __name__ == "__main__":

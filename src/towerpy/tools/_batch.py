@@ -51,7 +51,7 @@ class Clock:
 
     def run(self) -> None:
         """The invocation's own work starts (or goes on): spend the run budget."""
-        if not self.waiting:
+        if not self.waiting or self.scope.cancel_called:  # expired: keep which budget it was
             return
         now = current_time()
         self.wait_left -= now - self._since
@@ -61,7 +61,7 @@ class Clock:
 
     def pause(self) -> None:
         """The invocation waits for capacity: spend the wait budget instead."""
-        if self.waiting:
+        if self.waiting or self.scope.cancel_called:
             return
         now = current_time()
         self.run_left -= now - self._since

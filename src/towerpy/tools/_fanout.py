@@ -100,14 +100,16 @@ class _AsyncioFanOut(FanOut):
         if self._cancelled:
             return
         for _ in range(min(self._limit - self._alive, self._pending())):
-            scope = anyio.CancelScope()
-            self._scopes.append(scope)
             self._alive += 1
             self._running += 1
-            task = self._loop.create_task(self._helper(scope))
+            task = self._loop.create_task(self._helper())
             task.add_done_callback(self._finished)
 
-    async def _helper(self, scope: anyio.CancelScope) -> None:
+    async def _helper(self) -> None:
+        if self._cancelled:  # cancelled before it ran: it takes nothing
+            return
+        scope = anyio.CancelScope()  # made here: anyio needs a task to tell the backend
+        self._scopes.append(scope)
         with scope:
             await self._work(self)
 

@@ -390,6 +390,8 @@ def catalog_of(router: object, catalog: object) -> ToolCatalog | None:
                 f"got {catalog!r}"
             )
         return catalog
+    if isinstance(router, ToolRouter):  # the common case, without a protocol check's cost
+        return router
     return router if isinstance(router, ToolCatalog) else None
 
 

@@ -130,8 +130,7 @@ class ToolRouter(Service[ToolInvocation, ToolOutput]):
         if tool.sequential:
             _check_barrier(request.name)
         content = await tool(request.arguments)
-        # id and name come from a validated invocation: skip validating them again
-        return ToolOutput.model_construct(id=request.id, name=request.name, content=content)
+        return ToolOutput(id=request.id, name=request.name, content=content)
 
     def _not_found(self, name: str) -> str:
         known = ", ".join(repr(known) for known in self._tools) or "none"
