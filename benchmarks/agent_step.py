@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from _percall import environment
 from towerpy import Service
@@ -53,7 +54,7 @@ WAITS = False  # whether each tool call waits once (yields to the event loop) be
 
 async def lookup_fn(item: int) -> str:
     if WAITS:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
     return f"item {item}"
 
 
@@ -63,10 +64,7 @@ async def lookup_fn(item: int) -> str:
 async def fake_model(messages: list[dict[str, Any]]) -> dict[str, Any]:
     if messages[-1]["role"] == "tool":
         return {"role": "assistant", "content": "done"}
-    calls = [
-        {"id": f"call_{n}", "name": "lookup", "arguments": {"item": n}}
-        for n in range(TOOLS)
-    ]
+    calls = [{"id": f"call_{n}", "name": "lookup", "arguments": {"item": n}} for n in range(TOOLS)]
     return {"role": "assistant", "content": None, "tool_calls": calls}
 
 
@@ -82,9 +80,7 @@ async def gather_loop(n: int) -> None:
             calls = answer.get("tool_calls")
             if not calls:
                 break
-            results = await asyncio.gather(
-                *(HANDLERS[c["name"]](**c["arguments"]) for c in calls)
-            )
+            results = await asyncio.gather(*(HANDLERS[c["name"]](**c["arguments"]) for c in calls))
             messages.extend(
                 {"role": "tool", "tool_call_id": c["id"], "content": r}
                 for c, r in zip(calls, results, strict=True)
@@ -103,7 +99,9 @@ async def lookup(item: int) -> str:
 
 ROUTER = ToolRouter([lookup])
 ASK = Message.assistant(
-    tool_calls=[ToolCall(id=f"call_{n}", name="lookup", arguments={"item": n}) for n in range(TOOLS)]
+    tool_calls=[
+        ToolCall(id=f"call_{n}", name="lookup", arguments={"item": n}) for n in range(TOOLS)
+    ]
 )
 DONE = Message.assistant("done")
 
@@ -190,7 +188,9 @@ def openai_agents_case() -> Case | None:
     set_tracing_disabled(True)
 
     class Scripted(Model):
-        async def get_response(self, system_instructions: Any, input: Any, *a: Any, **k: Any) -> Any:  # noqa: A002
+        async def get_response(
+            self, system_instructions: Any, input: Any, *a: Any, **k: Any
+        ) -> Any:
             answered = isinstance(input, list) and any(
                 isinstance(item, dict) and item.get("type") == "function_call_output"
                 for item in input
@@ -243,7 +243,10 @@ async def main(rounds: int, calls: int) -> None:
         "towerpy Agent, tool_limit=16": towerpy_case(16),
         "towerpy Agent, tool_limit=5 (trio)": on_trio(towerpy_case(5)),
     }
-    for name, make in (("pydantic-ai", pydantic_ai_case), ("OpenAI Agents SDK", openai_agents_case)):
+    for name, make in (
+        ("pydantic-ai", pydantic_ai_case),
+        ("OpenAI Agents SDK", openai_agents_case),
+    ):
         made = make()
         if made is not None:
             cases[name] = made
@@ -258,7 +261,11 @@ async def main(rounds: int, calls: int) -> None:
             for name, case in cases.items():
                 samples[name].append(await time_round(case, calls))
         base = samples["gather loop (by hand)"]
-        kind = "each tool waits once (anyio.sleep(0))" if waits else "tools answer at once"
+        kind = (
+            "each tool waits once (anyio.lowlevel.checkpoint())"
+            if waits
+            else "tools answer at once"
+        )
         print(f"\n{kind}\n")
         print("| case | µs per conversation (best round) | x gather loop (median, range) |")
         print("|---|---|---|")

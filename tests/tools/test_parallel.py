@@ -361,7 +361,8 @@ async def test_a_catalog_tells_which_tools_are_sequential_through_layers_around_
         await anyio.sleep(1)
         spans[label] = (start, anyio.current_time())
 
-    router = InFlightProbe(ToolRouter([work, commit]))
+    tools = ToolRouter([work, commit])
+    router = InFlightProbe(tools)
     batch = [
         ToolInvocation(id="1", name="work", arguments={"label": "w1"}),
         ToolInvocation(id="2", name="commit", arguments={"label": "c1"}),
@@ -369,7 +370,7 @@ async def test_a_catalog_tells_which_tools_are_sequential_through_layers_around_
         ToolInvocation(id="4", name="work", arguments={"label": "w2"}),
         ToolInvocation(id="5", name="work", arguments={"label": "w3"}),
     ]
-    await ParallelToolRouter(router, limit=5, catalog=router.inner)(batch)
+    await ParallelToolRouter(router, limit=5, catalog=tools)(batch)
     assert spans == {"w1": (0, 1), "c1": (1, 2), "c2": (2, 3), "w2": (3, 4), "w3": (3, 4)}
     assert router.peak == 2
 
@@ -534,7 +535,7 @@ async def test_cancelling_a_batch_at_any_moment_leaves_nothing_running(
     assert router.peak <= limit
 
 
-# --- tool_timeout bounds the run, wait_timeout the wait --------------------------------------------
+# --- tool_timeout bounds the run, wait_timeout the wait -------------------------------------------
 
 
 def one_at_a_time() -> tuple[ToolRouter, dict[str, tuple[float, float]]]:
@@ -567,7 +568,7 @@ async def test_tool_timeout_does_not_count_the_wait_for_the_tools_own_permit() -
 async def test_tool_timeout_does_not_count_the_wait_for_a_limit_around_the_router() -> None:
     from towerpy import ConcurrencyLimitLayer
 
-    router, spans = one_at_a_time()
+    router, _ = one_at_a_time()
     shared = ConcurrencyLimitLayer(1).layer(router)
     outputs = await ParallelToolRouter(shared, limit=3, tool_timeout=1.5, catalog=router)(
         browse_calls(3)
@@ -622,7 +623,9 @@ async def test_an_invocation_that_waited_too_long_fails_with_wait_elapsed(
         await parallel(browse_calls(2))
     assert isinstance(caught.value, Elapsed)
     assert caught.value.seconds == 0.5
-    assert str(caught.value) == "tool 'browse' did not start within 0.5s: it was waiting for capacity"
+    assert (
+        str(caught.value) == "tool 'browse' did not start within 0.5s: it was waiting for capacity"
+    )
 
 
 async def test_the_wait_bound_counts_every_wait_of_an_invocation_together() -> None:
@@ -649,7 +652,7 @@ async def test_an_agents_tool_timeout_does_not_count_waiting_for_a_permit() -> N
     assert [m.content for m in result.messages if m.role == "tool"] == ["p0", "p1", "p2"]
 
 
-# --- JOIN_ALL keeps every outcome ------------------------------------------------------------------
+# --- JOIN_ALL keeps every outcome -----------------------------------------------------------------
 
 
 async def test_join_all_attaches_every_outcome_to_the_error_it_raises() -> None:
@@ -730,9 +733,7 @@ def stray_cancelling_tool() -> ToolRouter:
 
 def stray_batch(size: int) -> list[ToolInvocation]:
     names = ["waits_on_others", "fine"]
-    return [
-        ToolInvocation(id=str(n), name=names[n % 2], arguments={"x": 1}) for n in range(size)
-    ]
+    return [ToolInvocation(id=str(n), name=names[n % 2], arguments={"x": 1}) for n in range(size)]
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
@@ -763,7 +764,7 @@ async def test_a_real_cancellation_is_still_cancellation() -> None:
     assert scope.cancelled_caught
 
 
-# --- FAIL_FAST and the threads of sync tools -------------------------------------------------------
+# --- FAIL_FAST and the threads of sync tools ------------------------------------------------------
 
 
 async def test_fail_fast_reports_the_threads_of_sync_tools_it_could_not_stop() -> None:
@@ -863,8 +864,7 @@ def test_importing_the_tools_loads_nothing_of_the_llm_package() -> None:
     import sys
 
     code = (
-        "import towerpy.tools, sys; "
-        "print([m for m in sys.modules if m.startswith('towerpy.llm')])"
+        "import towerpy.tools, sys; print([m for m in sys.modules if m.startswith('towerpy.llm')])"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60

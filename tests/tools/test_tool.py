@@ -259,6 +259,56 @@ def test_description_is_the_first_docstring_paragraph_and_args_describe_paramete
     assert props["limit"]["description"] == "How many URLs."
 
 
+def test_docstring_markup_is_left_out_of_what_the_model_reads() -> None:
+    @tool
+    async def parse(text: str, strict: bool = False) -> dict[str, object]:
+        """Parses ``text`` with :func:`json.loads` into a :class:`~towerpy.tools.ToolOutput`.
+
+        Args:
+            text: The **JSON** text, see `RFC 8259 <https://www.rfc-editor.org/rfc/rfc8259>`_.
+            strict: Refuse *anything* but an object, as [the spec](https://json.org) says.
+        """
+        return {}
+
+    assert parse.description == "Parses text with json.loads into a ToolOutput."
+    props = parse.spec.parameters["properties"]
+    assert props["text"]["description"] == (
+        "The JSON text, see RFC 8259 (https://www.rfc-editor.org/rfc/rfc8259)."
+    )
+    assert props["strict"]["description"] == (
+        "Refuse anything but an object, as the spec (https://json.org) says."
+    )
+
+
+def test_plain_text_keeps_what_only_looks_like_markup() -> None:
+    from towerpy.tools._schema import plain_text
+
+    text = "Takes *args like a*b*c, snake_case and __init__, costs 2*3 = 6 and 5 * 4."
+    assert plain_text(text) == text
+    assert plain_text("Example::") == "Example:"
+
+
+def test_a_tool_without_a_docstring_is_refused_when_it_is_made() -> None:
+    async def nameless(x: int) -> int:
+        return x
+
+    with pytest.raises(ValueError, match=r"tool 'nameless' has no description: give .*nameless"):
+        tool(nameless)
+    with pytest.raises(ValueError, match="pass description="):
+        tool(name="other")(nameless)
+    assert tool(nameless, description="Returns x.").description == "Returns x."
+
+
+def test_a_partial_is_described_by_its_function_not_by_functools() -> None:
+    import functools
+
+    async def scaled(x: int, factor: int) -> int:
+        """Scales x."""
+        return x * factor
+
+    assert tool(functools.partial(scaled, factor=2), name="double").description == "Scales x."
+
+
 def test_name_and_description_can_be_given() -> None:
     @tool(name="web-search", description="Finds pages.")
     async def search(query: str) -> None:

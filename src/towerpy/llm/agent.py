@@ -98,12 +98,13 @@ class Agent:
         self.max_steps = max_steps
         self.system = system
         router = tools if tools is not None else ToolRouter()
-        self._catalog = catalog_of(router, catalog)
-        if self._catalog is None:
+        found = catalog_of(router, catalog)
+        if found is None:
             raise TypeError(
                 f"Agent cannot tell the model which tools it has: tools={tools!r} is not a "
                 f"ToolRouter; pass the ToolRouter inside it as catalog=..."
             )
+        self._catalog: ToolCatalog = found
         self._parallel = ParallelToolRouter(
             router,
             tool_limit,

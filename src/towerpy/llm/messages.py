@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from ..tools.models import ToolInvocation, ToolOutput, ToolSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["ChatRequest", "Message", "Role", "StepOutcome", "ToolCall", "Usage"]
 

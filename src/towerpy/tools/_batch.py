@@ -91,7 +91,7 @@ class Batch:
         self.abandoned: list[tuple[str, Callable[[], bool]]] = []
 
     def abandon(self, name: str, done: Callable[[], bool]) -> None:
-        """Records a worker thread of the tool ``name`` that went on after its call was cancelled."""
+        """Records a worker thread of the tool ``name`` left running by a cancelled call."""
         self.abandoned.append((name, done))
 
     def running_threads(self) -> list[str]:

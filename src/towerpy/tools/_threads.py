@@ -104,9 +104,7 @@ class ThreadLimiter:
             self._abandoned += count
 
     def __repr__(self) -> str:
-        return (
-            f"ThreadLimiter(total={self.total}, busy={self._busy}, abandoned={self._abandoned})"
-        )
+        return f"ThreadLimiter(total={self.total}, busy={self._busy}, abandoned={self._abandoned})"
 
 
 DEFAULT_THREAD_LIMITER = ThreadLimiter(40)
@@ -125,6 +123,9 @@ class _Started:
 
     def done(self) -> bool:
         return self.finished
+
+    def left(self) -> bool:
+        return self.abandoned
 
 
 async def run_in_thread(
@@ -165,7 +166,7 @@ async def run_in_thread(
         finally:
             with state.lock:
                 state.finished = True
-                left = state.abandoned
+                left = state.left()  # set meanwhile by the caller, which was cancelled
             if left:
                 limiter._abandon(-1)
             limiter.release()

@@ -16,8 +16,7 @@ from .parallel import JoinPolicy, ParallelToolRouter, catalog_of, check_options
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-
-    from typing_extensions import Self
+    from typing import Self
 
     from .models import ToolInvocation, ToolOutput, ToolSpec
     from .router import ToolCatalog
@@ -74,7 +73,9 @@ class ParallelTools(Middleware[StepRequestT, StepResultT]):
 
     __slots__ = ("tools",)
 
-    def __init__(self, inner: Service[StepRequestT, StepResultT], tools: ParallelToolRouter) -> None:
+    def __init__(
+        self, inner: Service[StepRequestT, StepResultT], tools: ParallelToolRouter
+    ) -> None:
         super().__init__(inner)
         self.tools = tools
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from typing import TYPE_CHECKING, Any, final
 
@@ -417,10 +418,9 @@ def _attach_outcomes(state: _State) -> None:
     outcomes: list[ToolOutput | Exception] = [
         state.errors.get(index, output) for index, output in enumerate(state.outputs)
     ]
-    try:
+    # a class with __slots__ and no __dict__ cannot take the attribute: the note stays
+    with contextlib.suppress(AttributeError, TypeError):
         error.tool_outcomes = outcomes  # type: ignore[attr-defined]
-    except (AttributeError, TypeError):  # a class with __slots__ and no __dict__: the note stays
-        pass
     failed = [
         f"{state.invocations[i].name!r} (id {state.invocations[i].id!r}): {type(e).__name__}"
         for i, e in sorted(state.errors.items())
