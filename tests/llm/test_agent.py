@@ -286,3 +286,14 @@ async def test_two_agents_sharing_a_token_bucket_share_one_budget() -> None:
         'results: {"c": "10000000"}',
         'results: {"c": "709000"}',
     ]
+
+
+def test_tools_wrapped_in_layers_need_the_router_as_catalog() -> None:
+    from towerpy import ConcurrencyLimitLayer
+
+    router = ToolRouter([weather])
+    wrapped = ConcurrencyLimitLayer(2).layer(router)
+    model = ScriptedModel([Message.assistant("hi")])
+    with pytest.raises(TypeError, match="pass the ToolRouter inside it as catalog="):
+        Agent(model, tools=wrapped)
+    assert Agent(model, tools=wrapped, catalog=router).specs == [weather.spec]

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import enum
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
 from typing_extensions import override
 
-from .._runtime import _in_trio
 from .._service import Service
 from .._validate import check_positive_int, check_positive_number
-from ..errors import Elapsed, ToolError, WaitElapsed
+from ..errors import Elapsed, WaitElapsed
 from ._batch import Batch, Clock, current_batch, current_clock
+from ._failures import attach_outcomes, describe_failure, report_threads, stray_cancellation
 from ._fanout import fan_out
 from .models import ToolInvocation, ToolOutput
 from .router import ToolCatalog, ToolRouter
@@ -32,10 +30,6 @@ __all__ = [
     "describe_failure",
 ]
 
-_MESSAGE_LIMIT = 1000  # characters of an error message shown to the model
-_NOTE = "towerpy tool batch:"  # starts every note a batch adds to an exception
-_NAMES_SHOWN = 5  # failed or still-running invocations a note names
-
 
 class JoinPolicy(enum.Enum):
     """What a batch does when one of its invocations fails."""
@@ -46,38 +40,6 @@ class JoinPolicy(enum.Enum):
     """On the first failure, cancel the rest and raise it."""
     ISOLATE = "isolate"
     """Never raise: a failed invocation's output has ``is_error=True`` and a message."""
-
-
-def describe_failure(invocation: ToolInvocation, error: Exception) -> str:
-    """Returns the short message a model reads when ``invocation`` failed with ``error``.
-
-    It never raises: an exception whose ``str()`` fails is described by its type alone.
-    """
-    name = invocation.name
-    if isinstance(error, TimeoutError):
-        seconds = getattr(error, "seconds", None)
-        if isinstance(error, WaitElapsed) and isinstance(seconds, int | float):
-            return (
-                f"tool {name!r} did not start: it waited {seconds:g} seconds for capacity "
-                f"(other calls held its limit); try it again later"
-            )
-        if isinstance(seconds, int | float):
-            return f"tool {name!r} timed out after {seconds:g} seconds"
-        return f"tool {name!r} timed out"
-    kind = type(error).__name__
-    try:
-        detail = str(error)
-    except Exception as unprintable:  # a broken __str__ must not lose the output
-        detail = f"(its message could not be read: {type(unprintable).__name__})"
-        text = f"tool {name!r} failed: {kind} {detail}"
-    else:
-        if isinstance(error, ToolError):
-            text = detail  # already says which tool and what to send instead
-        elif detail:
-            text = f"tool {name!r} failed: {kind}: {detail}"
-        else:
-            text = f"tool {name!r} failed: {kind}"
-    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
 
 
 @final
@@ -237,9 +199,9 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]]):
             current_batch.reset(token)
         if state.error is not None:
             if self.policy is JoinPolicy.JOIN_ALL:
-                _attach_outcomes(state)
+                attach_outcomes(state.error, state.invocations, state.outputs, state.errors)
             else:
-                _report_threads(state.error, batch)
+                report_threads(state.error, batch)
             raise state.error
         return state.outputs
 
@@ -289,7 +251,7 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]]):
                 if self._failed(state, index, invocation, exc):
                     return
             except BaseException as exc:
-                if not _stray_cancellation(exc):
+                if not stray_cancellation(exc):
                     raise
                 error = RuntimeError(
                     f"tool {invocation.name!r} raised {type(exc).__name__} although nothing "
@@ -394,55 +356,3 @@ def catalog_of(router: object, catalog: object) -> ToolCatalog | None:
     if isinstance(router, ToolRouter):  # the common case, without a protocol check's cost
         return router
     return router if isinstance(router, ToolCatalog) else None
-
-
-def _stray_cancellation(error: BaseException) -> bool:
-    """Tells a cancellation exception that no cancellation of this task caused."""
-    if _in_trio() or not isinstance(error, asyncio.CancelledError):
-        return False  # trio raises Cancelled only for a cancellation of the task's scopes
-    task = asyncio.current_task()
-    return task is not None and not task.cancelling()
-
-
-def _replace_note(error: BaseException, note: str) -> None:
-    # one note per batch kind: an exception raised again and again keeps one, the latest
-    notes = getattr(error, "__notes__", None)
-    if isinstance(notes, list):
-        notes[:] = [n for n in notes if not (isinstance(n, str) and n.startswith(_NOTE))]
-    error.add_note(note)
-
-
-def _attach_outcomes(state: _State) -> None:
-    error = state.error
-    assert error is not None
-    outcomes: list[ToolOutput | Exception] = [
-        state.errors.get(index, output) for index, output in enumerate(state.outputs)
-    ]
-    # a class with __slots__ and no __dict__ cannot take the attribute: the note stays
-    with contextlib.suppress(AttributeError, TypeError):
-        error.tool_outcomes = outcomes  # type: ignore[attr-defined]
-    failed = [
-        f"{state.invocations[i].name!r} (id {state.invocations[i].id!r}): {type(e).__name__}"
-        for i, e in sorted(state.errors.items())
-    ]
-    shown = ", ".join(failed[:_NAMES_SHOWN]) + (", …" if len(failed) > _NAMES_SHOWN else "")
-    _replace_note(
-        error,
-        f"{_NOTE} {len(failed)} of {len(outcomes)} invocations failed (JOIN_ALL): {shown}; "
-        f"this is the earliest in request order; every outcome, in order, is in .tool_outcomes",
-    )
-
-
-def _report_threads(error: Exception, batch: Batch) -> None:
-    running = batch.running_threads()
-    if not running:
-        return
-    shown = ", ".join(map(repr, running[:_NAMES_SHOWN])) + (
-        ", …" if len(running) > _NAMES_SHOWN else ""
-    )
-    _replace_note(
-        error,
-        f"{_NOTE} {len(running)} worker thread(s) of cancelled sync tools were still running "
-        f"when the batch raised ({shown}); Python cannot stop a thread: each keeps its "
-        f"ThreadLimiter slot until its function returns",
-    )
