@@ -4,9 +4,9 @@
   reads it to report a worker thread it could not stop (`Batch.abandon`), and the `ToolRouter`
   to check that a sequential tool runs as a barrier.
 - `current_clock`: the `Clock` of the invocation being run, set only when the batch has a
-  ``tool_timeout`` or a ``wait_timeout``. The `Tool` reached by the invocation pauses it while
-  it waits for its own capacity (its concurrency permit, a worker thread) and resumes it when
-  its function starts: ``tool_timeout`` bounds the tool's run, never its wait.
+  ``tool_timeout`` or a ``wait_timeout``. The `ToolRouter` pauses it while the tool it calls
+  waits for its own capacity (its concurrency permit, a worker thread), and the tool resumes it
+  when its function starts: ``tool_timeout`` bounds the tool's run, never its wait.
 
 A tool called by another tool's function, or by anything but a batch, finds what its caller
 set or nothing, and then behaves exactly as without a batch.

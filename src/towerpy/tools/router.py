@@ -9,7 +9,7 @@ from typing_extensions import override
 
 from .._service import Service
 from ..errors import InvalidToolArguments, ToolError, ToolNotFound
-from ._batch import current_batch
+from ._batch import current_batch, current_clock
 from .models import ToolInvocation, ToolOutput, ToolSpec
 from .tool import Tool
 
@@ -129,7 +129,20 @@ class ToolRouter(Service[ToolInvocation, ToolOutput]):
             raise InvalidToolArguments(_unusable_arguments(request.name, request.raw_arguments))
         if tool.sequential:
             _check_barrier(request.name)
-        content = await tool(request.arguments)
+        clock = current_clock.get()
+        if clock is None or clock.inside or clock.waiting:
+            content = await tool(request.arguments)
+        else:
+            # a batch times this call: waiting for the tool's own capacity (its permit, in its
+            # ready() or call(), and a worker thread) is not running; the tool's function
+            # starting resumes the clock
+            clock.pause()
+            clock.inside = True
+            try:
+                content = await tool(request.arguments)
+            finally:
+                clock.inside = False
+                clock.run()
         return ToolOutput(id=request.id, name=request.name, content=content)
 
     def _not_found(self, name: str) -> str:

@@ -171,18 +171,7 @@ class Tool(Service[dict[str, Any], Any]):
 
     @override
     async def call(self, request: dict[str, Any]) -> Any:
-        arguments = self._arguments.validate(request)
-        clock = current_clock.get()
-        if clock is None or clock.inside or clock.waiting:
-            return await self._service(arguments)
-        # run by a batch with a time budget: waiting for this tool's capacity is not running
-        clock.pause()
-        clock.inside = True
-        try:
-            return await self._service(arguments)
-        finally:
-            clock.inside = False
-            clock.run()
+        return await self._service(self._arguments.validate(request))
 
     def validate(self, arguments: object) -> dict[str, Any]:
         """Validates an arguments object without running the tool.
