@@ -17,6 +17,7 @@ from .errors import (
     ToolError,
     ToolNotFound,
     TowerError,
+    WaitElapsed,
 )
 from .limit import (
     ConcurrencyBackend,
@@ -111,6 +112,7 @@ __all__ = [
     "ToolNotFound",
     "TowerError",
     "Unchanged",
+    "WaitElapsed",
     "layer_fn",
     "option_layer",
     "service_fn",

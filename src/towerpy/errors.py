@@ -4,6 +4,7 @@
 
     TowerError(Exception)
     ├── Elapsed(TowerError, TimeoutError)        a call ran past its time limit
+    │   └── WaitElapsed                          a call waited past its bound, never started
     ├── Overloaded                               a service shed load instead of waiting
     ├── ServiceClosed                            a service is not running (or stopped running)
     ├── RequestTooLarge(TowerError, ValueError)  a request can never fit a limit
@@ -38,6 +39,7 @@ __all__ = [
     "ToolError",
     "ToolNotFound",
     "TowerError",
+    "WaitElapsed",
 ]
 
 
@@ -64,6 +66,15 @@ class Elapsed(TowerError, TimeoutError):
     def __init__(self, message: str = "request timed out", *, seconds: float | None = None):
         super().__init__(message)
         self.seconds = seconds
+
+
+class WaitElapsed(Elapsed):
+    """Raised when a call waited longer than its bound for capacity and never started.
+
+    `ParallelToolRouter`'s ``wait_timeout`` raises it for an invocation still waiting for a
+    concurrency permit, rate tokens or a worker thread: unlike its parent `Elapsed`, nothing
+    ran. ``seconds`` is the bound.
+    """
 
 
 class Overloaded(TowerError):

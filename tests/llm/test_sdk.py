@@ -39,6 +39,23 @@ def test_arguments_are_parsed_once_and_anything_but_an_object_is_kept_as_text(
 
 
 @pytest.mark.parametrize(
+    ("value", "arguments", "raw"),
+    [
+        ('{"emoji": "\ud83d"}', {}, '{"emoji": "\\ud83d"}'),  # text with a lone surrogate
+        ({"emoji": "\ud83d"}, {}, '{"emoji": "\\ud83d"}'),  # an object with one (Anthropic)
+        ({"list": ["\udc00"]}, {}, '{"list": ["\\udc00"]}'),
+        ('{"emoji": "\ud83d\ude00"}', {"emoji": "😀"}, None),  # a pair split in two is one
+    ],
+)
+def test_arguments_that_are_not_valid_unicode_are_kept_as_text_that_can_be_sent_back(
+    value: object, arguments: dict[str, Any], raw: str | None
+) -> None:
+    assert parse_arguments(value) == (arguments, raw)
+    if raw is not None:
+        raw.encode()  # UTF-8 carries it: the conversation can be replayed to the provider
+
+
+@pytest.mark.parametrize(
     ("cls", "module", "extra"),
     [(OpenAIChatModel, "openai", "openai"), (AnthropicModel, "anthropic", "anthropic")],
 )

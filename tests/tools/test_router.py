@@ -50,6 +50,7 @@ async def test_arguments_that_were_not_json_are_rejected_before_the_tool_runs() 
 
     @tool
     async def count(n: int = 0) -> int:
+        """Count."""
         nonlocal calls
         calls += 1
         return n
@@ -96,6 +97,7 @@ def test_registering_a_second_tool_of_the_same_name_is_an_error() -> None:
 
     @tool(name="add")
     async def other(x: int) -> int:
+        """Other."""
         return x
 
     with pytest.raises(ValueError, match="a tool named 'add' is registered already"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import from_json
@@ -98,6 +99,8 @@ def parse_arguments(value: object) -> tuple[dict[str, Any], str | None]:
         gives ``({}, the text)`` so the router can reject the call and the model can correct it.
     """
     if isinstance(value, dict):
+        if _has_lone_surrogate(value):  # not valid Unicode: the tool must not get it
+            return {}, json.dumps(value, ensure_ascii=True, default=str)
         return value, None
     if value is None:
         return {}, None
@@ -108,8 +111,37 @@ def parse_arguments(value: object) -> tuple[dict[str, Any], str | None]:
             parsed = from_json(value)  # jiter: about 3x faster than json.loads here
         except ValueError:
             return {}, value
+        except TypeError:  # jiter refuses text that is not valid Unicode (a lone surrogate)
+            joined = _join_pairs(value)
+            if _SURROGATE.search(joined) is None:  # only a pair split in two: fine once joined
+                return parse_arguments(joined)
+            return {}, _SURROGATE.sub(_escape, joined)
         if isinstance(parsed, dict):
             return parsed, None
         return {}, value
     # a lax server sent a JSON list or number where an object belongs: keep it as text
-    return {}, json.dumps(value, ensure_ascii=False, default=str)
+    return {}, json.dumps(value, ensure_ascii=True, default=str)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _join_pairs(text: str) -> str:
+    # a surrogate pair split in two code points is one character
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
+
+
+def _escape(match: re.Match[str]) -> str:
+    # a lone surrogate written as a JSON \\uXXXX escape: the same JSON, now valid Unicode, so
+    # the text still reads as what the model sent and can be sent back (UTF-8 cannot carry it)
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import shutil
 import signal
@@ -27,6 +26,7 @@ import anyio
 import anyio.to_thread
 from pydantic import BaseModel
 
+from .._validate import check_positive_number
 from .tool import Tool
 
 if TYPE_CHECKING:
@@ -120,6 +120,7 @@ class Bash:
         RuntimeError: Not a POSIX system (process groups are needed to kill a command's
             children).
         FileNotFoundError: The shell is not on ``PATH``.
+        TypeError: ``timeout`` is not a number (a bool is refused too).
         ValueError: ``timeout`` or ``max_output`` is not positive.
     """
 
@@ -145,8 +146,7 @@ class Bash:
     ) -> None:
         if os.name != "posix":
             raise RuntimeError("the bash tool needs a POSIX system (it kills process groups)")
-        if not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
-            raise ValueError(f"timeout must be seconds > 0, got {timeout!r}")
+        check_positive_number("timeout (seconds)", timeout)  # a bool is refused, not 1 s
         if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 2:
             raise ValueError(f"max_output must be an int >= 2 (bytes), got {max_output!r}")
         found = shutil.which(shell)

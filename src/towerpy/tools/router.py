@@ -3,21 +3,41 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
 
 from typing_extensions import override
 
 from .._service import Service
-from ..errors import InvalidToolArguments, ToolNotFound
+from ..errors import InvalidToolArguments, ToolError, ToolNotFound
+from ._batch import current_batch, current_clock
 from .models import ToolInvocation, ToolOutput, ToolSpec
 from .tool import Tool
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-__all__ = ["ToolRouter"]
+__all__ = ["ToolCatalog", "ToolRouter"]
 
 _RAW_SHOWN = 200  # characters of unparseable argument text quoted back to the model
+
+
+@runtime_checkable
+class ToolCatalog(Protocol):
+    """What a batch or an agent needs to know about a router's tools: `ToolRouter` is one.
+
+    `ParallelToolRouter`, `ParallelToolsLayer` and `Agent` read it from the router they are
+    given when that router is a catalog itself, or from their ``catalog=`` argument (a
+    `ToolRouter` wrapped in layers is not one: pass the `ToolRouter` as ``catalog=``).
+    """
+
+    @property
+    def specs(self) -> list[ToolSpec]:
+        """The specs of the tools, for the model."""
+        ...
+
+    def is_sequential(self, name: str) -> bool:
+        """Whether the tool called ``name`` must run alone inside a batch."""
+        ...
 
 
 @final
@@ -107,7 +127,22 @@ class ToolRouter(Service[ToolInvocation, ToolOutput], direct_call=True):
             raise ToolNotFound(self._not_found(request.name))
         if request.raw_arguments is not None:
             raise InvalidToolArguments(_unusable_arguments(request.name, request.raw_arguments))
-        content = await tool(request.arguments)
+        if tool.sequential:
+            _check_barrier(request.name)
+        clock = current_clock.get()
+        if clock is None or clock.inside or clock.waiting:
+            content = await tool(request.arguments)
+        else:
+            # a batch times this call: waiting for the tool's own capacity (its permit, in its
+            # ready() or call(), and a worker thread) is not running; the tool's function
+            # starting resumes the clock
+            clock.pause()
+            clock.inside = True
+            try:
+                content = await tool(request.arguments)
+            finally:
+                clock.inside = False
+                clock.run()
         return ToolOutput(id=request.id, name=request.name, content=content)
 
     def _not_found(self, name: str) -> str:
@@ -118,12 +153,28 @@ class ToolRouter(Service[ToolInvocation, ToolOutput], direct_call=True):
         return f"ToolRouter({self.names!r})"
 
 
+def _check_barrier(name: str) -> None:
+    batch = current_batch.get()
+    if batch is not None and batch.size > 1 and batch.sequential is None:
+        # never run a tool that must run alone next to others: say how to fix the batch
+        raise ToolError(
+            f"tool {name!r} must run alone, but the ParallelToolRouter running this batch cannot "
+            f"tell which tools are sequential (its router is not a ToolRouter); pass "
+            f"catalog=<the ToolRouter> to ParallelToolRouter, ParallelToolsLayer or Agent"
+        )
+
+
 def _unusable_arguments(name: str, raw: str) -> str:
     shown = raw if len(raw) <= _RAW_SHOWN else raw[:_RAW_SHOWN] + "…"
     try:
         parsed = json.loads(raw)
     except ValueError:
         parsed = None
+    if isinstance(parsed, dict) and not _encodable(parsed):
+        return (
+            f"arguments for tool {name!r} are not valid Unicode (they hold a lone surrogate "
+            f"such as \\ud83d): {shown!r}; send them again as valid text"
+        )
     if isinstance(parsed, dict):
         # an object that was still kept back: the provider cut the call off before it ended
         return (
@@ -134,3 +185,11 @@ def _unusable_arguments(name: str, raw: str) -> str:
         f"arguments for tool {name!r} are not a JSON object: {shown!r}; send one JSON object "
         f"with the tool's parameters"
     )
+
+
+def _encodable(value: object) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, final, overload
 from typing_extensions import override
 
 from .._service import Service, callable_name, is_async_callable
+from ._batch import current_batch, current_clock
 from ._schema import ArgumentsSchema, describe, validate_tool_name
 from ._threads import DEFAULT_THREAD_LIMITER, ThreadLimiter, run_in_thread
 from .models import ToolSpec
@@ -22,21 +23,38 @@ __all__ = ["Tool", "tool"]
 
 @final
 class _Invoke(Service[tuple[list[Any], dict[str, Any]], Any], direct_call=True):
-    """Calls the tool's function with validated arguments: awaited, or in a worker thread."""
+    """Calls the tool's function with validated arguments: awaited, or in a worker thread.
 
-    __slots__ = ("_fn", "_is_async", "_limiter")
+    Inside a batch, it starts the invocation's clock (`towerpy.tools._batch`) when the function
+    starts: a sync function's wait for a worker thread is not timed. A thread left running by
+    a cancelled call is reported to the batch.
+    """
 
-    def __init__(self, fn: Callable[..., Any], limiter: ThreadLimiter) -> None:
+    __slots__ = ("_fn", "_is_async", "_limiter", "_name")
+
+    def __init__(self, fn: Callable[..., Any], limiter: ThreadLimiter, name: str) -> None:
         self._fn = fn
         self._is_async = is_async_callable(fn)
         self._limiter = limiter
+        self._name = name
 
     @override
     async def call(self, request: tuple[list[Any], dict[str, Any]]) -> Any:
         args, kwargs = request
+        clock = current_clock.get()
         if self._is_async:
+            if clock is not None:
+                clock.run()
             return await self._fn(*args, **kwargs)
-        return await run_in_thread(self._fn, args, kwargs, self._limiter)
+        batch = current_batch.get()
+        return await run_in_thread(
+            self._fn,
+            args,
+            kwargs,
+            self._limiter,
+            started=None if clock is None else clock.run,
+            abandoned=None if batch is None else lambda done: batch.abandon(self._name, done),
+        )
 
     def __repr__(self) -> str:
         return f"_Invoke({callable_name(self._fn)})"
@@ -75,7 +93,8 @@ class Tool(Service[dict[str, Any], Any], direct_call=True):
     Raises:
         TypeError: A parameter has no annotation, a type JSON Schema cannot express, or is
             ``*args``/``**kwargs``.
-        ValueError: An invalid name, ``concurrency_limit`` or ``timeout``.
+        ValueError: An invalid name, ``concurrency_limit`` or ``timeout``, or no description
+            (neither a docstring nor ``description=``).
 
     Attributes:
         name: The tool's name.
@@ -125,11 +144,20 @@ class Tool(Service[dict[str, Any], Any], direct_call=True):
         self.timeout = timeout
         self.sequential = bool(sequential)
         self._arguments = ArgumentsSchema(fn, tool_name, parameter_docs)
+        if description is None and not doc:
+            # a model picks tools by their description: an empty one is a silent bug
+            raise ValueError(
+                f"tool {tool_name!r} has no description: give {callable_name(fn)!r} a docstring "
+                f"whose first paragraph says what it does (that is what the model reads), or "
+                f"pass description=..."
+            )
         self.spec = ToolSpec(
             name=tool_name, description=self.description, parameters=self._arguments.schema
         )
         self._service = _stack(
-            _Invoke(fn, thread_limiter or DEFAULT_THREAD_LIMITER), concurrency_limit, timeout
+            _Invoke(fn, thread_limiter or DEFAULT_THREAD_LIMITER, tool_name),
+            concurrency_limit,
+            timeout,
         )
 
     @override
@@ -277,7 +305,8 @@ def tool(
 
     Raises:
         TypeError: A parameter cannot be described to a model (see `Tool`).
-        ValueError: An invalid name, ``concurrency_limit`` or ``timeout``.
+        ValueError: An invalid name, ``concurrency_limit`` or ``timeout``, or a function
+            without a docstring and no ``description=``.
     """
 
     def make(function: Callable[..., Any]) -> Tool:
