@@ -136,7 +136,10 @@ class AgentStream:
             self._start_detached()
         try:
             item = await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
+        except anyio.EndOfStream:
+            self._receive.close()  # the run is over
+            raise StopAsyncIteration from None
+        except anyio.ClosedResourceError:
             raise StopAsyncIteration from None
         except BaseException:
             if self._host is not None:  # cancelled while waiting: the run stops with us
@@ -154,7 +157,7 @@ class AgentStream:
         self._host = host
         host.start(_run, self._agent, self._messages, self._early_start, self._send)
         # a consumer that just stops iterating: the run stops when this object goes
-        weakref.finalize(self, host.cancel)
+        weakref.finalize(self, _drop, host, self._receive)
 
     async def aclose(self) -> None:
         """Stops the run, if it still runs, and waits until nothing it started is left."""
@@ -213,6 +216,11 @@ class _Host:
             await self._done.wait()
 
 
+def _drop(host: _Host, receive: MemoryObjectReceiveStream[Any]) -> None:
+    host.cancel()
+    receive.close()
+
+
 async def _hosted(host: _Host, run: Callable[..., Awaitable[None]], *args: Any) -> None:
     try:
         with host._scope:
@@ -230,18 +238,24 @@ async def _run(
 ) -> None:
     """Runs the conversation, sending its events; a failure is sent, not raised."""
     cancelled = anyio.get_cancelled_exc_class()
+
+    def emit(item: Any) -> None:
+        # a consumer that is gone (a dropped stream) reads nothing more: the run is stopping
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            send.send_nowait(item)
+
     with send:
         try:
-            await _produce(agent, messages, early_start, send.send_nowait)
+            await _produce(agent, messages, early_start, emit)
         except cancelled:
             raise
         except Exception as exc:
-            send.send_nowait(_Failed(exc))
+            emit(_Failed(exc))
         except BaseException as exc:
             if not detached:
                 raise  # a task group hands it to the consumer's task
             # a detached host may not raise (a trio system task would crash the run)
-            send.send_nowait(_Failed(exc))
+            emit(_Failed(exc))
 
 
 async def _produce(
