@@ -410,6 +410,18 @@ async def test_an_error_in_the_consumer_propagates_unchanged_and_cancels_the_run
     assert [(what, key) for what, key, _ in log] == [("start", "c1"), ("cancelled", "c1")]
 
 
+async def test_aclose_inside_the_block_stops_the_run_but_not_the_block() -> None:
+    agent = agent_for(one_per_second(five_calls()), answer_in_order)
+    async with agent.run_stream("go") as events:
+        async for event in events:
+            if isinstance(event, ToolStarted):
+                with anyio.move_on_after(100):  # inside a scope of the consumer's own
+                    await events.aclose()
+        assert [(what, key) for what, key, _ in log] == [("start", "c1"), ("cancelled", "c1")]
+        await anyio.sleep(1)  # the block itself is not cancelled
+    assert anyio.current_time() == 2
+
+
 async def test_without_async_with_the_stream_still_runs_to_its_end() -> None:
     agent = agent_for(one_per_second(five_calls()), answer_in_order)
     kinds = [type(event) async for event in agent.run_stream("go")]

@@ -104,7 +104,7 @@ class AgentStream:
         self._send: MemoryObjectSendStream[Any] = send
         self._receive: MemoryObjectReceiveStream[Any] = receive
         self._group: anyio.abc.TaskGroup | None = None
-        self._host: _Host | None = None
+        self._host: _Host | None = None  # runs the run: in the block's task group, or detached
         self._state = "new"  # -> "running" -> "closed"
 
     async def __aenter__(self) -> Self:
@@ -117,7 +117,10 @@ class AgentStream:
         await group.__aenter__()
         self._group = group
         self._state = "running"
-        group.start_soon(_run, self._agent, self._messages, self._early_start, self._send, False)
+        # the run has a cancel scope of its own: stopping it never cancels the block's body
+        self._host = host = _Host()
+        run = (self._agent, self._messages, self._early_start, self._send, False)
+        group.start_soon(_hosted, host, _run, *run)
         return self
 
     async def __aexit__(
@@ -126,7 +129,18 @@ class AgentStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        group, self._group = self._group, None
+        if group is None:  # pragma: no cover - __aenter__ failed, or a second exit
+            return
+        self._state = "closed"
+        host, self._host = self._host, None
+        try:
+            if host is not None:
+                host.cancel()
+            # the block's exception is never passed in: the task group would wrap it in a group
+            await group.__aexit__(None, None, None)
+        finally:
+            self._receive.close()
 
     def __aiter__(self) -> Self:
         return self
@@ -142,7 +156,8 @@ class AgentStream:
         except anyio.ClosedResourceError:
             raise StopAsyncIteration from None
         except BaseException:
-            if self._host is not None:  # cancelled while waiting: the run stops with us
+            if self._group is None and self._host is not None:
+                # detached, cancelled while waiting: the run stops with us
                 with anyio.CancelScope(shield=True):
                     await self.aclose()
             raise
@@ -155,23 +170,26 @@ class AgentStream:
         self._state = "running"
         host = _Host()
         self._host = host
-        host.start(_run, self._agent, self._messages, self._early_start, self._send)
+        host.start(_run, self._agent, self._messages, self._early_start, self._send, True)
         # a consumer that just stops iterating: the run stops when this object goes
         weakref.finalize(self, _drop, host, self._receive)
 
     async def aclose(self) -> None:
-        """Stops the run, if it still runs, and waits until nothing it started is left."""
+        """Stops the run, if it still runs, and waits until nothing it started is left.
+
+        Inside ``async with``, the block still holds the run's task group: leaving the block
+        ends it, and calling this there only stops the run early.
+        """
+        if self._group is not None:
+            if self._host is not None:
+                await self._host.stop()
+            return
         if self._state == "closed":
             return
         self._state = "closed"
-        group, self._group = self._group, None
         host, self._host = self._host, None
         try:
-            if group is not None:
-                group.cancel_scope.cancel()
-                # the block's exception is never passed in: the task group would wrap it
-                await group.__aexit__(None, None, None)
-            elif host is not None:
+            if host is not None:
                 await host.stop()
             else:
                 self._send.close()  # never started
@@ -184,7 +202,10 @@ class AgentStream:
 
 @final
 class _Host:
-    """Runs an unentered stream's run in a task outside the consumer's cancel scopes."""
+    """Runs a stream's run under a cancel scope of its own, and tells when it has ended.
+
+    In the block's task group, or (`start`) in a task outside the consumer's cancel scopes.
+    """
 
     __slots__ = ("_done", "_scope")
 
@@ -224,7 +245,7 @@ def _drop(host: _Host, receive: MemoryObjectReceiveStream[Any]) -> None:
 async def _hosted(host: _Host, run: Callable[..., Awaitable[None]], *args: Any) -> None:
     try:
         with host._scope:
-            await run(*args, True)
+            await run(*args)
     finally:
         host._done.set()
 
