@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from towerpy import Elapsed, Service
 from towerpy.testing import wait_all_tasks_blocked
@@ -257,3 +259,62 @@ async def test_the_batch_api_is_unchanged_beside_it() -> None:
             batch.submit(invocation)
         one_by_one = await batch.results()
     assert whole == one_by_one
+
+
+def is_seq(name: str) -> bool:
+    return name == "seq"
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    plan=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 3), st.booleans(), st.booleans()),
+        max_size=12,
+    ),
+    limit=st.integers(1, 4),
+)
+async def test_limits_order_and_barriers_hold_for_any_submissions(
+    plan: list[tuple[int, int, bool, bool]], limit: int
+) -> None:
+    router = Recorder()
+    parallel = ParallelToolRouter(router, limit=limit, sequential=is_seq)
+    submitted: dict[str, float] = {}
+    async with parallel.open_batch() as batch:
+        for n, (gap, delay, seq, fail) in enumerate(plan):
+            await anyio.sleep(gap)
+            submitted[str(n)] = anyio.current_time()
+            batch.submit(inv(str(n), delay, fail=fail, name="seq" if seq else "work"))
+        outputs = await batch.results()
+    assert [o.id for o in outputs] == [str(n) for n in range(len(plan))]
+    assert [o.is_error for o in outputs] == [fail for _, _, _, fail in plan]
+    assert router.peak <= limit
+    assert router.in_flight == 0
+    for n, (_, _, seq, _) in enumerate(plan):
+        start, end = router.spans[str(n)]
+        assert start >= submitted[str(n)]
+        if seq:  # alone: after every earlier one, before every later one
+            assert all(router.spans[str(m)][1] <= start for m in range(n))
+            assert all(router.spans[str(m)][0] >= end for m in range(n + 1, len(plan)))
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    delays=st.lists(st.integers(1, 5), min_size=1, max_size=10),
+    cancel_at=st.integers(0, 6),
+    limit=st.integers(1, 4),
+)
+async def test_nothing_runs_on_after_the_block_is_cancelled(
+    delays: list[int], cancel_at: int, limit: int
+) -> None:
+    router = Recorder()
+    with anyio.move_on_after(cancel_at):
+        async with ParallelToolRouter(router, limit=limit).open_batch() as batch:
+            for n, delay in enumerate(delays):
+                batch.submit(inv(str(n), delay))
+                await anyio.sleep(1)
+            await batch.results()
+    assert router.in_flight == 0
+    finished = list(router.finished)
+    await anyio.sleep(100)
+    assert router.finished == finished  # nothing finished in the background
+    assert set(router.started) == set(router.finished) | set(router.cancelled)
