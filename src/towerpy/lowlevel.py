@@ -31,7 +31,9 @@ passes ``self``):
 - `held`, `hold`, `take` and `drop` are the primitives the helpers above are made of.
 
 Under `shedding` (what `LoadShed` uses), the acquisitions above raise `Shed`, an
-`Overloaded`, where they would have had to wait.
+`Overloaded`, where they would have had to wait; a layer that waits on capacity some other way
+calls `refuse_if_shedding(self)` before it does. A layer that spent capacity on a request that
+is then refused further in (`Shed` propagating out of its inner call) gives it back.
 
 A class whose ``call()`` alone does what ``ready()`` followed by ``call()`` would declares
 ``direct_call=True`` in its class statement (see `towerpy.Service`), and ``service(request)``
