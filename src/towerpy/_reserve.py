@@ -372,13 +372,13 @@ class shedding:
 
 
 def take_or_acquire_nowait(
-    key: object, acquire_nowait: Callable[..., TokenT | None], *args: Any
+    key: object, acquire_nowait: Callable[[], TokenT | None]
 ) -> TokenT | None:
     """The opening of ``call()``: the capacity for the call about to run, if it needs no wait.
 
     Returns:
         The token of the task's reservation on ``key`` when it holds one, else what
-        ``acquire_nowait(*args)`` took; None when the caller must wait for capacity (``await``
+        ``acquire_nowait()`` took; None when the caller must wait for capacity (``await``
         its own acquire). The caller owns the capacity returned and gives it back itself.
 
     Raises:
@@ -390,7 +390,7 @@ def take_or_acquire_nowait(
         if reservation.state == _HELD:
             reservation.state = _TAKEN
             return reservation.token  # type: ignore[no-any-return]
-    token = acquire_nowait(*args)
+    token = acquire_nowait()
     if token is None:
         refuse_if_shedding(key)
     return token

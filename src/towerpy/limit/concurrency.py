@@ -77,7 +77,7 @@ class ConcurrencyLimiter:
     def acquire_nowait(self) -> object | None:
         """Takes a permit if one is free and nobody waits; returns it, or None."""
         permits = self._permits
-        if permits.available and not permits.waiting:  # Permits.take_nowait, without a call
+        if permits.available and not permits.queue:  # Permits.take_nowait, without the call
             permits.available -= 1
             return _PERMIT
         return None
@@ -101,14 +101,17 @@ class ConcurrencyLimiter:
             RuntimeError: More permits were given back than were taken.
         """
         permits = self._permits
-        if permits.available >= self._max:
+        if permits.queue:
+            permits.give()  # to the first waiter
+        elif permits.available < self._max:
+            permits.available += 1  # Permits.give with nobody waiting, without the call
+        else:
             raise RuntimeError("ConcurrencyLimiter.release() called more times than acquire()")
-        permits.give()
 
     @property
     def idle(self) -> bool:
         """Whether every permit is free and nobody waits."""
-        return self._permits.available == self._max and not self._permits.waiting
+        return self._permits.available == self._max and not self._permits.queue
 
     def statistics(self) -> ConcurrencyStatistics:
         """Returns the limit, the permits out and the number of waiting tasks."""

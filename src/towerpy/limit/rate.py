@@ -10,7 +10,7 @@ from typing_extensions import override
 
 from .._service import Middleware, Service, callable_name
 from .._validate import check_plain_function, check_positive_number
-from ..lowlevel import Shed, reserve, take_or_acquire_nowait, try_reserve
+from ..lowlevel import Shed, refuse_if_shedding, reserve, take_or_acquire_nowait, try_reserve
 from .bucket import RateStatistics, TokenBucket
 from .protocols import RateBackend
 
@@ -190,7 +190,10 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
         return self._receipt() if self._bucket.acquire_nowait(cost) else None
 
     def _acquire_one_nowait(self) -> float | None:
-        return self._receipt() if self._bucket.acquire_nowait(_ONE) else None
+        if self._bucket.acquire_nowait(_ONE):
+            receipts = self._receipts  # self._receipt(), inlined: every request's path
+            return _ONE if receipts is None else receipts.taken
+        return None
 
     @override
     async def ready(self) -> None:
@@ -226,8 +229,10 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
         else:  # ready() reserved nothing here: the cost is known only now
             try:
                 cost = _cost(self._cost(request), self._cost, "cost")
-                receipt = take_or_acquire_nowait(self, self._acquire_nowait, cost)
+                # no reservation to take: with a cost function, ready() reserves none
+                receipt = self._acquire_nowait(cost)
                 if receipt is None:
+                    refuse_if_shedding(self)
                     await bucket.acquire(cost)
                     receipt = self._receipt()
             except BaseException:
