@@ -6,6 +6,7 @@ from .buffer import Buffer, BufferLayer
 from .errors import (
     Elapsed,
     InvalidToolArguments,
+    LimiterUnavailable,
     MaxStepsExceeded,
     Overloaded,
     ProviderError,
@@ -75,6 +76,7 @@ __all__ = [
     "KeyedConcurrencyStatistics",
     "Layer",
     "LayerFn",
+    "LimiterUnavailable",
     "LoadShed",
     "LoadShedLayer",
     "LoadShedStatistics",
