@@ -284,9 +284,16 @@ class RedisTokenBucket:
             ServiceClosed: Outside ``async with``.
         """
         self._check_fits(cost)
-        return await self._take(float(cost), "t")
+        reply = await self._take(float(cost), "t")
+        return reply is None or text(reply[0]) == "A"
 
-    async def _take(self, cost: float, mode: str) -> bool:
+    async def _take(self, cost: float, mode: str) -> list[Any] | None:
+        """Takes ``cost`` tokens; returns the reply that admitted (or refused) the request.
+
+        None when Redis was unreachable and the policy admitted it unchecked. The reply says
+        when Redis admitted it (``reply[2]``, µs) and its place in arrival order
+        (``reply[1]``): the multi-process tests check the window bound and FIFO on them.
+        """
         shared = self._shared
         shared.check_running()
         member = f"{shared.new_member()}|{cost!r}"
@@ -307,13 +314,10 @@ class RedisTokenBucket:
             reply = await shared.run(_lua.BUCKET_ACQUIRE, keys, args)
             while True:
                 if reply is None:
-                    return True  # Redis unreachable, on_unavailable="allow": unchecked
-                status = text(reply[0])
+                    return None  # Redis unreachable, on_unavailable="allow": unchecked
                 self._last = (float(reply[4]), int(reply[5]))
-                if status == "A":
-                    return True
-                if status == "R":
-                    return False
+                if text(reply[0]) != "Q":
+                    return reply  # admitted, or (a try) refused
                 if ticket is None:
                     ticket = shared.tickets[member] = Ticket(member, self._keys)
                 wait = text(reply[3])
