@@ -53,6 +53,10 @@ class Connection(Protocol):
         """Runs ``script`` with EVALSHA, loading it first if the server does not know it."""
         ...
 
+    async def ping(self) -> None:
+        """Sends PING (opening a connection of the pool, if it has none)."""
+        ...
+
     async def listen(
         self, channel: str, on_ready: Callable[[], None], on_message: Callable[[str], None]
     ) -> None:
@@ -127,6 +131,9 @@ class _RedisPy:
         reply: list[Any] = await registered(keys=keys, args=args)
         return reply
 
+    async def ping(self) -> None:
+        await self._client.ping()
+
     async def listen(
         self, channel: str, on_ready: Callable[[], None], on_message: Callable[[str], None]
     ) -> None:
@@ -173,6 +180,9 @@ class _Coredis:
             registered = self._scripts[script] = self._client.register_script(script)
         reply: list[Any] = await registered(keys, args)
         return reply
+
+    async def ping(self) -> None:
+        await self._client.ping()
 
     async def listen(
         self, channel: str, on_ready: Callable[[], None], on_message: Callable[[str], None]

@@ -198,6 +198,12 @@ class Shared:
         # wake-ups published before the subscription would be lost (the renewal would still
         # catch them): wait for it, but not for long: an unreachable Redis must not block here
         with anyio.move_on_after(self.op_timeout):
+            # Open the pool's first connection from this task, which outlives the block. coredis
+            # on trio keeps the task that opened a connection alive as long as the connection
+            # (it is started with nursery.start), and a task kept alive keeps its unused
+            # reservations: better this one than a request's.
+            with contextlib.suppress(*self._unavailable):
+                await self.conn.ping()
             await subscribed.wait()
 
     async def stop(
