@@ -91,6 +91,9 @@ def _import(name: str, at_least: int, extra: str, who: str) -> Any:
 
 
 def _address(pool: Any) -> str:
+    location = getattr(pool, "location", None)  # coredis
+    if location is not None:
+        return str(location)
     kwargs = getattr(pool, "connection_kwargs", None) or {}
     if "path" in kwargs:
         return f"unix:{kwargs['path']}"
