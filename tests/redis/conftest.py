@@ -12,12 +12,14 @@ virtual clock would jump past ``op_timeout`` while a reply is on its way.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .support import SHARED_URL, PrivateRedis, leftover_keys_without_ttl, open_client
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
 
 
 @pytest.fixture

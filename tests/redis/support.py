@@ -18,12 +18,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 import redis
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 SHARED_URL = os.environ.get("TOWERPY_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -56,11 +58,11 @@ async def open_client(url: str) -> AsyncIterator[Any]:
     else:
         import redis.asyncio
 
-        client = redis.asyncio.Redis.from_url(url)
+        asyncio_client = redis.asyncio.Redis.from_url(url)
         try:
-            yield client
+            yield asyncio_client
         finally:
-            await client.aclose()
+            await asyncio_client.aclose()
 
 
 async def eventually(

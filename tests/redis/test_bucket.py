@@ -237,11 +237,10 @@ async def test_leaving_the_block_withdraws_the_tickets_of_this_process(
         except ServiceClosed as exc:
             outcome.append(exc)
 
-    async with anyio.create_task_group() as tg:
-        async with bucket:
-            await bucket.acquire(1)
-            tg.start_soon(wait)
-            await eventually(lambda: bucket.statistics().waiting_here == 1)
+    async with anyio.create_task_group() as tg, bucket:
+        await bucket.acquire(1)
+        tg.start_soon(wait)
+        await eventually(lambda: bucket.statistics().waiting_here == 1)
     assert len(outcome) == 1
     assert await queued(client, bucket) == 0
 

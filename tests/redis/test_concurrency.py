@@ -54,7 +54,11 @@ async def test_the_bound_holds_across_objects_and_waiters_go_in_arrival_order(
         async with anyio.create_task_group() as tg:
             for i in range(3):
                 tg.start_soon(take, i)
-                await eventually(lambda i=i: second.statistics().waiting_here == i + 1)
+
+                def queued_behind(n: int = i + 1) -> bool:
+                    return second.statistics().waiting_here == n
+
+                await eventually(queued_behind)
             first.release(a)  # one permit free at a time: it goes down the queue in order
         first.release(b)
         assert order == [0, 1, 2]
@@ -136,9 +140,7 @@ async def test_a_waiter_cancelled_in_the_queue_holds_nothing_and_the_next_moves_
         limiter.release(got[0])
 
 
-async def test_a_release_wakes_a_waiter_of_another_process_promptly(
-    client: Any, name: str
-) -> None:
+async def test_a_release_wakes_a_waiter_of_another_process_promptly(client: Any, name: str) -> None:
     holder = RedisConcurrencyLimiter(client, name, 1)
     waiter = RedisConcurrencyLimiter(client, name, 1)
     async with holder, waiter:
@@ -173,11 +175,10 @@ async def test_leaving_the_block_gives_back_permits_and_withdraws_tickets(
         except ServiceClosed as exc:
             closed.append(exc)
 
-    async with anyio.create_task_group() as tg:
-        async with limiter:
-            permit = await limiter.acquire()
-            tg.start_soon(wait)
-            await eventually(lambda: limiter.statistics().waiting_here == 1)
+    async with anyio.create_task_group() as tg, limiter:
+        permit = await limiter.acquire()
+        tg.start_soon(wait)
+        await eventually(lambda: limiter.statistics().waiting_here == 1)
     assert len(closed) == 1
     assert await holders(client, limiter) == 0
     assert await queued(client, limiter) == 0

@@ -6,6 +6,7 @@ Real clock: every wait is bounded by the limiter's ``op_timeout`` plus the slack
 from __future__ import annotations
 
 import logging
+
 import anyio
 import pytest
 
@@ -85,7 +86,7 @@ async def test_a_paused_redis_fails_the_call_within_op_timeout(
             private_redis.pause()
             try:
                 start = anyio.current_time()
-                with pytest.raises(LimiterUnavailable, match="within 0.3s"):
+                with pytest.raises(LimiterUnavailable, match=r"within 0\.3s"):
                     await limiter.acquire()
                 assert anyio.current_time() - start <= OP_TIMEOUT + SLACK
             finally:
@@ -162,4 +163,3 @@ async def test_a_retry_layer_waits_out_a_short_outage(private_redis: PrivateRedi
             assert await service(1) == 1
             # it failed at least once (the server was down for 0.5 s), then waited retry_after
             assert anyio.current_time() - start >= 1.0
-

@@ -14,13 +14,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
 import redis
 
 from .support import SHARED_URL
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = pytest.mark.real_clock
 
@@ -82,9 +86,7 @@ def fleet() -> Iterator[Fleet]:
 BACKENDS = ["asyncio", "trio", "asyncio", "trio"]
 
 
-def test_four_processes_share_one_rate_exactly_in_arrival_order(
-    fleet: Fleet, name: str
-) -> None:
+def test_four_processes_share_one_rate_exactly_in_arrival_order(fleet: Fleet, name: str) -> None:
     rate, burst, seconds = 200, 20, 3.0
     workers = [
         fleet.start("bucket", backend, name, rate, burst, seconds, 10, seed)
@@ -93,9 +95,7 @@ def test_four_processes_share_one_rate_exactly_in_arrival_order(
     for worker in workers:
         assert fleet.line(worker) == "ready"
     fleet.go()
-    log = sorted(
-        tuple(entry) for worker in workers for entry in json.loads(fleet.line(worker, 30))
-    )
+    log = sorted(tuple(entry) for worker in workers for entry in json.loads(fleet.line(worker, 30)))
     # FIFO: in order of Redis time, the order of arrival at Redis never goes back
     orders = [order for _, order, _ in log]
     assert orders == sorted(orders)
@@ -115,9 +115,7 @@ def test_four_processes_share_one_rate_exactly_in_arrival_order(
     assert rate * 0.99 <= achieved <= rate
 
 
-def test_four_processes_never_have_more_in_flight_than_the_limit(
-    fleet: Fleet, name: str
-) -> None:
+def test_four_processes_never_have_more_in_flight_than_the_limit(fleet: Fleet, name: str) -> None:
     gauge = f"{name}:gauge"  # an independent count: INCR when a call starts, DECR when it ends
     sync = redis.Redis.from_url(SHARED_URL)
     sync.set(gauge, 0, px=60_000)
@@ -156,9 +154,7 @@ def test_permits_and_tickets_of_a_killed_process_come_back_within_the_lease(
     assert time.monotonic() - killed <= lease + 1.0
 
 
-def test_a_killed_waiter_loses_its_place_and_the_queue_moves_on(
-    fleet: Fleet, name: str
-) -> None:
+def test_a_killed_waiter_loses_its_place_and_the_queue_moves_on(fleet: Fleet, name: str) -> None:
     # a token a second: the dead head waits for all 10, the next for 1 (due after 1 s)
     dead = fleet.start("wait-bucket", "asyncio", name, 1, 10, 10, 10)
     assert fleet.line(dead) == "queued"

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -23,7 +22,10 @@ from towerpy.redis._shared import CHANNEL_PREFIX
 from towerpy.redis.bucket import _keys as bucket_keys
 from towerpy.redis.concurrency import _keys as permit_keys
 
-from .support import open_client
+from .support import eventually, open_client
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 pytestmark = [pytest.mark.anyio, pytest.mark.real_clock]
 
@@ -37,11 +39,11 @@ def unique() -> str:
 
 
 async def keys_without_ttl(client: Any, name: str) -> list[str]:
-    found = []
-    async for key in client.scan_iter(match=f"*{name}*"):
-        if await client.pttl(key) == -1:
-            found.append(text(key))
-    return found
+    return [
+        text(key)
+        async for key in client.scan_iter(match=f"*{name}*")
+        if await client.pttl(key) == -1
+    ]
 
 
 class Bucket:
@@ -187,9 +189,7 @@ async def messages(conn: Connection) -> AsyncIterator[tuple[str, Messages]]:
 
 
 async def received(inbox: Messages, count: int) -> list[str]:
-    with anyio.fail_after(2):
-        while len(inbox.received) < count:
-            await anyio.sleep(0.005)
+    await eventually(lambda: len(inbox.received) >= count, within=2)
     return inbox.received
 
 

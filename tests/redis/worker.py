@@ -21,13 +21,15 @@ import contextlib
 import json
 import random
 import sys
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from towerpy.redis import RedisConcurrencyLimiter, RedisTokenBucket
 from towerpy.redis._client import text
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 def say(line: str) -> None:
@@ -48,17 +50,19 @@ async def open_client(backend: str, url: str) -> AsyncIterator[Any]:
     else:
         import redis.asyncio
 
-        client = redis.asyncio.Redis.from_url(url)
+        asyncio_client = redis.asyncio.Redis.from_url(url)
         try:
-            yield client
+            yield asyncio_client
         finally:
-            await client.aclose()
+            await asyncio_client.aclose()
 
 
 async def until_queued(limiter: RedisTokenBucket | RedisConcurrencyLimiter) -> None:
-    while limiter.statistics().waiting_here == 0:
+    while True:
+        if limiter.statistics().waiting_here:
+            say("queued")
+            return
         await anyio.sleep(0.005)
-    say("queued")
 
 
 async def bucket(client: Any, name: str, args: list[str]) -> None:
