@@ -57,60 +57,33 @@ class Bucket:
         self.keys = bucket_keys(self.name)
         self.T = per / rate * SECOND
         self.B = burst
-        self.tl = tl
+        recent, done = 10 * SECOND, 60 * SECOND
+        self.config = f"{self.T!r} {burst!r} {tl!r} {recent!r} {done!r} {CHANNEL_PREFIX}"
+
+    async def _run(self, script: str, keys: Any, *args: str) -> list[str]:
+        return [text(item) for item in await self.conn.run(script, keys, args)]
 
     async def acquire(self, now: float, ticket: str, mode: str = "n") -> list[str]:
-        cost = ticket.rsplit("|", 1)[1]
-        reply = await self.conn.run(
-            _lua.BUCKET_ACQUIRE,
-            self.keys[:4],
-            [
-                repr(now),
-                ticket,
-                cost,
-                repr(self.T),
-                repr(self.B),
-                mode,
-                repr(self.tl),
-                repr(10 * SECOND),
-                CHANNEL_PREFIX,
-            ],
+        return await self._run(
+            _lua.BUCKET_ACQUIRE, self.keys[:4], repr(now), ticket, mode, self.config
         )
-        return [text(item) for item in reply]
 
     async def settle(self, now: float, batch: str, *deltas: float) -> list[str]:
         keys = self.keys
-        reply = await self.conn.run(
+        return await self._run(
             _lua.BUCKET_SETTLE,
             (keys[0], keys[1], keys[2], keys[4]),
-            [
-                repr(now),
-                batch,
-                repr(self.T),
-                repr(self.B),
-                repr(self.tl),
-                repr(60 * SECOND),
-                CHANNEL_PREFIX,
-                *map(repr, deltas),
-            ],
+            repr(now),
+            batch,
+            self.config,
+            *map(repr, deltas),
         )
-        return [text(item) for item in reply]
 
     async def cancel(self, now: float, *tickets: str) -> list[str]:
-        reply = await self.conn.run(
-            _lua.BUCKET_CANCEL,
-            self.keys[:4],
-            [repr(now), repr(self.T), repr(self.B), repr(self.tl), CHANNEL_PREFIX, *tickets],
-        )
-        return [text(item) for item in reply]
+        return await self._run(_lua.BUCKET_CANCEL, self.keys[:4], repr(now), self.config, *tickets)
 
     async def renew(self, now: float, *tickets: str) -> list[str]:
-        reply = await self.conn.run(
-            _lua.BUCKET_RENEW,
-            self.keys[:3],
-            [repr(now), repr(self.T), repr(self.B), repr(self.tl), CHANNEL_PREFIX, *tickets],
-        )
-        return [text(item) for item in reply]
+        return await self._run(_lua.BUCKET_RENEW, self.keys[:3], repr(now), self.config, *tickets)
 
     async def level(self, now: float) -> float:
         reply = await self.acquire(now, f"probe|{uuid.uuid4().hex}|0.0", "t")
@@ -124,24 +97,16 @@ class Permits:
         self.conn = conn
         self.name = unique()
         self.keys = permit_keys(self.name)
-        self.limit = str(limit)
-        self.lease = repr(lease)
-        self.tl = repr(tl)
+        self.config = f"{limit} {lease!r} {tl!r} {CHANNEL_PREFIX}"
 
     async def acquire(self, now: float, permit: str, mode: str = "n") -> tuple[str, int, int]:
         reply = await self.conn.run(
-            _lua.PERMIT_ACQUIRE,
-            self.keys,
-            [repr(now), permit, self.limit, self.lease, self.tl, mode, CHANNEL_PREFIX],
+            _lua.PERMIT_ACQUIRE, self.keys, [repr(now), permit, mode, self.config]
         )
         return text(reply[0]), int(reply[1]), int(reply[2])
 
     async def _many(self, script: str, now: float, *extra: str) -> list[str]:
-        reply = await self.conn.run(
-            script,
-            self.keys,
-            [repr(now), self.limit, self.lease, self.tl, CHANNEL_PREFIX, *extra],
-        )
+        reply = await self.conn.run(script, self.keys, [repr(now), self.config, *extra])
         return [text(item) for item in reply]
 
     async def release(self, now: float, *permits: str) -> list[str]:

@@ -42,6 +42,9 @@ class Connection(Protocol):
     unavailable: tuple[type[BaseException], ...]
     """The client's errors that mean Redis could not be reached (or not in time)."""
 
+    exhausted: tuple[type[BaseException], ...]
+    """Subclasses of those that are this process's own doing (a full connection pool)."""
+
     address: str
     """Where the client connects, for messages."""
 
@@ -103,7 +106,7 @@ def _address(pool: Any) -> str:
 
 @final
 class _RedisPy:
-    __slots__ = ("_client", "_scripts", "address", "unavailable")
+    __slots__ = ("_client", "_scripts", "address", "exhausted", "unavailable")
 
     def __init__(self, client: Any, who: str) -> None:
         redis = _import("redis", 5, _REDIS_EXTRA, who)
@@ -119,6 +122,9 @@ class _RedisPy:
             errors.TryAgainError,
             OSError,
         )
+        # a pool of max_connections, all in use: Redis is fine, the pool is too small
+        exhausted = getattr(errors, "MaxConnectionsError", None)
+        self.exhausted: tuple[type[BaseException], ...] = () if exhausted is None else (exhausted,)
 
     def check_backend(self, who: str) -> None:
         if _in_trio():
@@ -157,7 +163,7 @@ class _RedisPy:
 
 @final
 class _Coredis:
-    __slots__ = ("_client", "_scripts", "address", "unavailable")
+    __slots__ = ("_client", "_scripts", "address", "exhausted", "unavailable")
 
     def __init__(self, client: Any, who: str) -> None:
         coredis = _import("coredis", 6, _COREDIS_EXTRA, who)
@@ -173,6 +179,7 @@ class _Coredis:
             TimeoutError,
             OSError,
         )
+        self.exhausted: tuple[type[BaseException], ...] = ()
 
     def check_backend(self, who: str) -> None:
         return None  # coredis runs on whichever backend anyio runs

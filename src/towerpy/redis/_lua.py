@@ -2,8 +2,11 @@
 
 Conventions, shared by every script:
 
-- Time is the server's (``TIME``, in microseconds) unless ``ARGV[1]`` gives one; only tests
-  pass it, to drive a script along a timeline of their choosing.
+- ``ARGV[1]`` is the time in µs, or ``''`` for the server's (``TIME``). Only tests pass one, to
+  drive a script along a timeline of their choosing.
+- The limit's constants travel as one space-separated string (a bucket: ``"T B tl recent done
+  prefix"``; a count: ``"limit lease tl prefix"``), made once per limiter: every argument
+  costs the client an encoding and the server a parse.
 - Numbers that must survive exactly (times, token levels) are written and returned as
   ``%.17g`` strings: Lua's ``tostring`` keeps 14 digits, and a number in a reply is truncated
   to an integer.
@@ -14,6 +17,8 @@ Conventions, shared by every script:
 - Lapsed tickets (their process stopped renewing them) are purged, a bounded number per call.
 - Every key gets a TTL on every write, long enough for what it holds: an idle limit leaves
   nothing behind, and a missing key reads as "full".
+- The common case (nobody waits, capacity is there) is straight-line code at the top of an
+  acquire script, before any function is defined: it is what every request pays.
 """
 
 from __future__ import annotations
@@ -29,19 +34,24 @@ __all__ = [
     "PERMIT_RENEW",
 ]
 
-_COMMON = """
+_CLOCK = """
 if redis.replicate_commands then redis.replicate_commands() end
-local function clock(arg)
-  if arg ~= '' then return tonumber(arg) end
+local now
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+"""
+
+_COMMON = """
 local function f(x) return string.format('%.17g', x) end
 local function ms(us) return math.ceil(us / 1000) + 1000 end
 local function publish(prefix, ticket, wait)
   redis.call('PUBLISH', prefix .. string.match(ticket, '^[^|]*'), f(wait) .. ' ' .. ticket)
 end
-local function purge_tickets(queue, leases, now)
+local function purge_tickets(queue, leases)
   local lapsed = redis.call('ZRANGEBYSCORE', leases, '-inf', f(now), 'LIMIT', 0, 64)
   if #lapsed > 0 then
     redis.call('ZREM', queue, unpack(lapsed))
@@ -56,29 +66,38 @@ local function first(queue) return redis.call('ZRANGE', queue, 0, 0)[1] end
 # full again; absent means long ago (full). With T µs per token and burst B, the level is
 # B - max(0, tat - now) / T (negative while in debt), and c tokens are there after
 # max(0, tat + (c - B) * T - now) µs. Taking c tokens sets tat = max(tat, now) + c * T.
+_BUCKET_STATE = """
+local state, queue, leases = KEYS[1], KEYS[2], KEYS[3]
+local tat = tonumber(redis.call('HGET', state, 'tat') or '0')
+"""
+
+_BUCKET_CONFIG = """
+local T, B, tl, recent_window, done_window, prefix =
+  string.match(ARGV[CONFIG], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+T, B, tl = tonumber(T), tonumber(B), tonumber(tl)
+recent_window, done_window = tonumber(recent_window), tonumber(done_window)
+"""
+
 _BUCKET = (
     _COMMON
     + """
-local state, queue, leases = KEYS[1], KEYS[2], KEYS[3]
-local now = clock(ARGV[1])
-local tat = tonumber(redis.call('HGET', state, 'tat') or '0')
 local function cost_of(ticket) return tonumber(string.match(ticket, '[^|]*$')) end
-local function need(c, T, B)
+local function need(c)
   local n = tat + (c - B) * T - now
   if n > 0 then return n end
   return 0
 end
-local function level(T, B)
+local function level()
   local behind = tat - now
   if behind < 0 then behind = 0 end
   return B - behind / T
 end
-local function take(c, T)
+local function take(c)
   if tat < now then tat = now end
   tat = tat + c * T
   redis.call('HSET', state, 'tat', f(tat))
 end
-local function expire(tl)
+local function expire()
   local keep = 0
   if redis.call('ZCARD', queue) > 0 then
     keep = tl
@@ -89,58 +108,84 @@ local function expire(tl)
   if full < keep then full = keep end
   redis.call('PEXPIRE', state, ms(full))
 end
-local function wake_new_head(before, except, prefix, T, B, force)
+local function wake_new_head(before, except, force)
   local head = first(queue)
   if head and head ~= except and (force or head ~= before) then
-    publish(prefix, head, need(cost_of(head), T, B))
+    publish(prefix, head, need(cost_of(head)))
   end
 end
 """
 )
 
 BUCKET_ACQUIRE = (
-    _BUCKET
+    _CLOCK
+    + _BUCKET_STATE
+    + _BUCKET_CONFIG.replace("CONFIG", "4")
     + """
--- KEYS: state, queue, leases, recent (admitted tickets, so a late cancel can refund them)
--- ARGV: now, ticket, cost, T, B, mode ('n' new, 'p' poll, 't' try), ticket lease, recent
---       window, channel prefix
+-- KEYS: state, queue, leases, recent (admitted tickets, so that a late cancel can refund them)
+-- ARGV: now, ticket, mode ('n' new, 'p' poll, 't' try), config
 -- Reply: {status, seq, now, wait, level, queued}: status 'A' admitted, 'Q' queued, 'R' refused
 --        (a try that would wait); wait: µs until its tokens are there, for the head of the
 --        queue only ('' otherwise); seq: its place in the order of arrival.
 local recent = KEYS[4]
-local ticket, cost, mode = ARGV[2], tonumber(ARGV[3]), ARGV[6]
-local T, B = tonumber(ARGV[4]), tonumber(ARGV[5])
-local tl, window, prefix = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
-local before = first(queue)
-purge_tickets(queue, leases, now)
-local reply
-local function admit(seq)
-  take(cost, T)
-  redis.call('ZADD', recent, f(now), ticket)
-  redis.call('ZREMRANGEBYSCORE', recent, '-inf', f(now - window))
-  redis.call('PEXPIRE', recent, ms(window))
-  reply = {'A', seq, f(now), '', f(level(T, B)), redis.call('ZCARD', queue)}
-end
-local seq = redis.call('ZSCORE', queue, ticket)
-if mode == 'p' and not seq and redis.call('ZSCORE', recent, ticket) then
-  -- admitted by an earlier call whose reply was lost: say so again
-  return {'A', '', f(now), '', f(level(T, B)), redis.call('ZCARD', queue)}
-end
-if seq then
-  if first(queue) == ticket and need(cost, T, B) <= 0 then
-    redis.call('ZREM', queue, ticket)
-    redis.call('ZREM', leases, ticket)
-    admit(seq)
-  else
-    redis.call('ZADD', leases, 'XX', f(now + tl), ticket)
+local ticket, mode = ARGV[2], ARGV[3]
+local cost = tonumber(string.match(ticket, '[^|]*$'))
+local seq
+if mode ~= 'p' and redis.call('ZCARD', queue) == 0 then
+  -- nobody waits: admitted if the tokens are there (the path of every request in a healthy
+  -- system, so it defines nothing and calls Redis as little as it can)
+  seq = redis.call('HINCRBY', state, 'seq', 1)
+  if tat + (cost - B) * T <= now then
+    if tat < now then tat = now end
+    tat = tat + cost * T
+    local stamp = string.format('%.17g', now)
+    redis.call('HSET', state, 'tat', string.format('%.17g', tat))
+    redis.call('ZADD', recent, stamp, ticket)
+    if seq % 64 == 0 then  -- forgetting admissions past the window, now and then
+      redis.call('ZREMRANGEBYSCORE', recent, '-inf', string.format('%.17g', now - recent_window))
+    end
+    redis.call('PEXPIRE', recent, math.ceil(recent_window / 1000) + 1000)
+    redis.call('PEXPIRE', state, math.ceil((tat - now) / 1000) + 1000)
+    return {'A', seq, stamp, '', string.format('%.17g', B - (tat - now) / T), 0}
   end
-else
-  -- a new arrival (or a ticket that lapsed while its process was paused: it queues anew)
-  seq = tostring(redis.call('HINCRBY', state, 'seq', 1))
-  if redis.call('ZCARD', queue) == 0 and need(cost, T, B) <= 0 then
-    admit(seq)
+end
+"""
+    + _BUCKET
+    + """
+local before = first(queue)
+purge_tickets(queue, leases)
+local reply
+local function admit()
+  take(cost)
+  redis.call('ZADD', recent, f(now), ticket)
+  redis.call('ZREMRANGEBYSCORE', recent, '-inf', f(now - recent_window))
+  redis.call('PEXPIRE', recent, ms(recent_window))
+  reply = {'A', seq, f(now), '', f(level()), redis.call('ZCARD', queue)}
+end
+if not seq then
+  seq = redis.call('ZSCORE', queue, ticket)
+  if mode == 'p' and not seq and redis.call('ZSCORE', recent, ticket) then
+    -- admitted by an earlier call whose reply was lost: say so again
+    return {'A', '', f(now), '', f(level()), redis.call('ZCARD', queue)}
+  end
+  if seq then
+    if first(queue) == ticket and need(cost) <= 0 then
+      redis.call('ZREM', queue, ticket)
+      redis.call('ZREM', leases, ticket)
+      admit()
+    else
+      redis.call('ZADD', leases, 'XX', f(now + tl), ticket)
+    end
+  else
+    -- a new arrival (or a ticket that lapsed while its process was paused: it queues anew)
+    seq = redis.call('HINCRBY', state, 'seq', 1)
+  end
+end
+if not reply and not redis.call('ZSCORE', queue, ticket) then
+  if redis.call('ZCARD', queue) == 0 and need(cost) <= 0 then
+    admit()
   elseif mode == 't' then
-    reply = {'R', seq, f(now), '', f(level(T, B)), redis.call('ZCARD', queue)}
+    reply = {'R', seq, f(now), '', f(level()), redis.call('ZCARD', queue)}
   else
     redis.call('ZADD', queue, seq, ticket)
     redis.call('ZADD', leases, f(now + tl), ticket)
@@ -148,32 +193,33 @@ else
 end
 if not reply then
   local wait = ''
-  if first(queue) == ticket then wait = f(need(cost, T, B)) end
-  reply = {'Q', seq, f(now), wait, f(level(T, B)), redis.call('ZCARD', queue)}
+  if first(queue) == ticket then wait = f(need(cost)) end
+  reply = {'Q', seq, f(now), wait, f(level()), redis.call('ZCARD', queue)}
 end
-wake_new_head(before, ticket, prefix, T, B, false)
-expire(tl)
+wake_new_head(before, ticket, false)
+expire()
 return reply
 """
 )
 
 BUCKET_SETTLE = (
-    _BUCKET
+    _CLOCK
+    + _BUCKET_STATE
+    + _BUCKET_CONFIG.replace("CONFIG", "3")
+    + _BUCKET
     + """
 -- KEYS: state, queue, leases, done (batch ids already applied)
--- ARGV: now, batch id, T, B, ticket lease, done window, channel prefix, delta...
+-- ARGV: now, batch id, config, delta...
 -- Applies each delta in order (> 0 a charge, which may put the bucket in debt; < 0 a refund,
 -- never above burst), once per batch id. Reply: {'S' or 'D' (already applied), level, queued}.
-local done = KEYS[4]
-local id, T, B = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local tl, window, prefix = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local done, id = KEYS[4], ARGV[2]
 if redis.call('ZSCORE', done, id) then
-  return {'D', f(level(T, B)), redis.call('ZCARD', queue)}
+  return {'D', f(level()), redis.call('ZCARD', queue)}
 end
 local before = first(queue)
-purge_tickets(queue, leases, now)
+purge_tickets(queue, leases)
 local refunded = false
-for i = 8, #ARGV do
+for i = 4, #ARGV do
   local delta = tonumber(ARGV[i])
   if tat < now then tat = now end
   tat = tat + delta * T
@@ -182,28 +228,30 @@ for i = 8, #ARGV do
 end
 redis.call('HSET', state, 'tat', f(tat))
 redis.call('ZADD', done, f(now), id)
-redis.call('ZREMRANGEBYSCORE', done, '-inf', f(now - window))
-redis.call('PEXPIRE', done, ms(window))
-wake_new_head(before, nil, prefix, T, B, refunded)
-expire(tl)
-return {'S', f(level(T, B)), redis.call('ZCARD', queue)}
+redis.call('ZREMRANGEBYSCORE', done, '-inf', f(now - done_window))
+redis.call('PEXPIRE', done, ms(done_window))
+wake_new_head(before, nil, refunded)
+expire()
+return {'S', f(level()), redis.call('ZCARD', queue)}
 """
 )
 
 BUCKET_CANCEL = (
-    _BUCKET
+    _CLOCK
+    + _BUCKET_STATE
+    + _BUCKET_CONFIG.replace("CONFIG", "2")
+    + _BUCKET
     + """
 -- KEYS: state, queue, leases, recent
--- ARGV: now, T, B, ticket lease, channel prefix, ticket...
+-- ARGV: now, config, ticket...
 -- Callers that left: each ticket leaves the queue ('C'); if it had been admitted by a call
 -- whose reply its caller never read, its tokens come back ('F'); else nothing was held ('N').
 -- Reply: {level, queued, status...}
 local recent = KEYS[4]
-local T, B, tl, prefix = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local before = first(queue)
-purge_tickets(queue, leases, now)
+purge_tickets(queue, leases)
 local statuses, refunded = {}, false
-for i = 6, #ARGV do
+for i = 3, #ARGV do
   local ticket = ARGV[i]
   if redis.call('ZREM', queue, ticket) == 1 then
     redis.call('ZREM', leases, ticket)
@@ -219,57 +267,63 @@ for i = 6, #ARGV do
     statuses[#statuses + 1] = 'N'
   end
 end
-wake_new_head(before, nil, prefix, T, B, refunded)
-expire(tl)
-local reply = {f(level(T, B)), redis.call('ZCARD', queue)}
+wake_new_head(before, nil, refunded)
+expire()
+local reply = {f(level()), redis.call('ZCARD', queue)}
 for _, s in ipairs(statuses) do reply[#reply + 1] = s end
 return reply
 """
 )
 
 BUCKET_RENEW = (
-    _BUCKET
+    _CLOCK
+    + _BUCKET_STATE
+    + _BUCKET_CONFIG.replace("CONFIG", "2")
+    + _BUCKET
     + """
 -- KEYS: state, queue, leases
--- ARGV: now, T, B, ticket lease, channel prefix, ticket...
+-- ARGV: now, config, ticket...
 -- Renews the leases of one process's waiting tickets. Reply: {level, queued, status...}, one
 -- status per ticket: 'L' lapsed (its caller must queue anew), 'W' waiting behind others, or
 -- the head's wait in µs.
-local T, B, tl, prefix = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local before = first(queue)
-purge_tickets(queue, leases, now)
+purge_tickets(queue, leases)
 local head = first(queue)
-local reply = {f(level(T, B)), redis.call('ZCARD', queue)}
-for i = 6, #ARGV do
+local reply = {f(level()), redis.call('ZCARD', queue)}
+for i = 3, #ARGV do
   local ticket = ARGV[i]
   if not redis.call('ZSCORE', leases, ticket) then
     reply[#reply + 1] = 'L'
   else
     redis.call('ZADD', leases, 'XX', f(now + tl), ticket)
     if ticket == head then
-      reply[#reply + 1] = f(need(cost_of(ticket), T, B))
+      reply[#reply + 1] = f(need(cost_of(ticket)))
     else
       reply[#reply + 1] = 'W'
     end
   end
 end
-wake_new_head(before, nil, prefix, T, B, false)
-expire(tl)
+wake_new_head(before, nil, false)
+expire()
 return reply
 """
 )
 
 # Concurrency state: a holders ZSET (permit -> lease deadline, µs), the ticket queue, and a
 # hash with the arrival counter. Permits whose lease passed are purged on every call.
+_PERMIT_CONFIG = """
+local holders, queue, leases, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local limit, lease, tl, prefix = string.match(ARGV[CONFIG], '^(%S+) (%S+) (%S+) (%S+)$')
+limit, lease, tl = tonumber(limit), tonumber(lease), tonumber(tl)
+"""
+
 _PERMITS = (
     _COMMON
     + """
-local holders, queue, leases, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local now = clock(ARGV[1])
 local function purge()
-  return redis.call('ZREMRANGEBYSCORE', holders, '-inf', f(now)) + purge_tickets(queue, leases, now)
+  return redis.call('ZREMRANGEBYSCORE', holders, '-inf', f(now)) + purge_tickets(queue, leases)
 end
-local function wake(limit, except, prefix)
+local function wake(except)
   -- every ticket within the free permits may go ahead: tell their processes
   local free = limit - redis.call('ZCARD', holders)
   if free > 0 then
@@ -278,27 +332,40 @@ local function wake(limit, except, prefix)
     end
   end
 end
-local function expire(lease, tl)
+local function expire()
   redis.call('PEXPIRE', holders, ms(lease))
   redis.call('PEXPIRE', queue, ms(tl))
   redis.call('PEXPIRE', leases, ms(tl))
-  if tl > lease then lease = tl end
-  redis.call('PEXPIRE', state, ms(lease))
+  local longest = lease
+  if tl > longest then longest = tl end
+  redis.call('PEXPIRE', state, ms(longest))
 end
 local function counts() return {redis.call('ZCARD', holders), redis.call('ZCARD', queue)} end
 """
 )
 
 PERMIT_ACQUIRE = (
-    _PERMITS
+    _CLOCK
+    + _PERMIT_CONFIG.replace("CONFIG", "4")
     + """
 -- KEYS: holders, queue, leases, state
--- ARGV: now, permit (its ticket while it waits), limit, lease, ticket lease, mode ('n' new,
---       'p' poll, 't' try), channel prefix
+-- ARGV: now, permit (its ticket while it waits), mode ('n' new, 'p' poll, 't' try), config
 -- Reply: {'A' granted | 'Q' queued | 'R' refused, held, queued}
-local permit, limit, mode, prefix = ARGV[2], tonumber(ARGV[3]), ARGV[6], ARGV[7]
-local lease, tl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local purged = purge()
+local permit, mode = ARGV[2], ARGV[3]
+local lapsed = redis.call('ZREMRANGEBYSCORE', holders, '-inf', string.format('%.17g', now))
+if mode ~= 'p' and lapsed == 0 and redis.call('ZCARD', queue) == 0 then
+  -- nobody waits: granted if a permit is free (every request's path in a healthy system)
+  local held = redis.call('ZCARD', holders)
+  if held < limit then
+    redis.call('ZADD', holders, string.format('%.17g', now + lease), permit)
+    redis.call('PEXPIRE', holders, math.ceil(lease / 1000) + 1000)
+    return {'A', held + 1, 0}
+  end
+end
+"""
+    + _PERMITS
+    + """
+local purged = lapsed + purge_tickets(queue, leases)
 local status
 if redis.call('ZSCORE', holders, permit) then
   status = 'A'  -- granted by an earlier call whose reply was lost
@@ -327,40 +394,42 @@ else
     status = 'Q'
   end
 end
-if purged > 0 then wake(limit, permit, prefix) end
-expire(lease, tl)
+if purged > 0 then wake(permit) end
+expire()
 local c = counts()
 return {status, c[1], c[2]}
 """
 )
 
 PERMIT_RELEASE = (
-    _PERMITS
+    _CLOCK
+    + _PERMIT_CONFIG.replace("CONFIG", "2")
+    + _PERMITS
     + """
 -- KEYS: holders, queue, leases, state
--- ARGV: now, limit, lease, ticket lease, channel prefix, permit...
+-- ARGV: now, config, permit...
 -- Reply: {held, queued}
-local limit, lease, tl, prefix = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 purge()
-for i = 6, #ARGV do redis.call('ZREM', holders, ARGV[i]) end
-wake(limit, nil, prefix)
-expire(lease, tl)
+for i = 3, #ARGV do redis.call('ZREM', holders, ARGV[i]) end
+wake(nil)
+expire()
 return counts()
 """
 )
 
 PERMIT_CANCEL = (
-    _PERMITS
+    _CLOCK
+    + _PERMIT_CONFIG.replace("CONFIG", "2")
+    + _PERMITS
     + """
 -- KEYS: holders, queue, leases, state
--- ARGV: now, limit, lease, ticket lease, channel prefix, permit...
+-- ARGV: now, config, permit...
 -- Callers that left: each ticket leaves the queue ('C'), or the permit that a call whose reply
 -- its caller never read had granted is released ('F'); else nothing was held ('N').
 -- Reply: {held, queued, status...}
-local limit, lease, tl, prefix = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 purge()
 local statuses = {}
-for i = 6, #ARGV do
+for i = 3, #ARGV do
   local permit = ARGV[i]
   if redis.call('ZREM', queue, permit) == 1 then
     redis.call('ZREM', leases, permit)
@@ -371,8 +440,8 @@ for i = 6, #ARGV do
     statuses[#statuses + 1] = 'N'
   end
 end
-wake(limit, nil, prefix)
-expire(lease, tl)
+wake(nil)
+expire()
 local reply = counts()
 for _, s in ipairs(statuses) do reply[#reply + 1] = s end
 return reply
@@ -380,25 +449,25 @@ return reply
 )
 
 PERMIT_RENEW = (
-    _PERMITS
+    _CLOCK
+    + _PERMIT_CONFIG.replace("CONFIG", "2")
+    + _PERMITS
     + """
 -- KEYS: holders, queue, leases, state
--- ARGV: now, limit, lease, ticket lease, channel prefix, number of permits, permit...,
---       ticket...
+-- ARGV: now, config, number of permits, permit..., ticket...
 -- Renews one process's permits and tickets. A permit whose lease had lapsed (a long pause, a
 -- server restart) is asserted again: it is still in use, so the count must show it.
 -- Reply: {reasserted, held, queued, status...}, one status per ticket: 'L' lapsed, 'W'
 -- waiting, 'G' may go ahead now.
-local limit, lease, tl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local prefix, n = ARGV[5], tonumber(ARGV[6])
+local n = tonumber(ARGV[3])
 local purged = purge()
 local reasserted = 0
-for i = 7, 6 + n do
+for i = 4, 3 + n do
   reasserted = reasserted + redis.call('ZADD', holders, f(now + lease), ARGV[i])
 end
 local free = limit - redis.call('ZCARD', holders)
 local statuses = {}
-for i = 7 + n, #ARGV do
+for i = 4 + n, #ARGV do
   local ticket = ARGV[i]
   local rank = redis.call('ZRANK', queue, ticket)
   if not rank then
@@ -408,8 +477,8 @@ for i = 7 + n, #ARGV do
     if rank < free then statuses[#statuses + 1] = 'G' else statuses[#statuses + 1] = 'W' end
   end
 end
-if purged > 0 then wake(limit, nil, prefix) end
-expire(lease, tl)
+if purged > 0 then wake(nil) end
+expire()
 local c = counts()
 local reply = {reasserted, c[1], c[2]}
 for _, s in ipairs(statuses) do reply[#reply + 1] = s end

@@ -63,12 +63,19 @@ class _Bucket(Shared):
         ticket_lease = max(2.0, 2 * op_timeout)
         super().__init__(client, who, on_unavailable, op_timeout, ticket_lease / 4, ticket_lease)
         self.size = burst
-        self.interval_us = repr(interval * 1e6)  # µs per token
-        self.burst = repr(burst)
-        self.ticket_lease_us = repr(ticket_lease * 1e6)
         # an admission is remembered this long, so that a caller cancelled while its reply
         # was on the way can give the tokens back (its cancel is sent within op_timeout)
-        self.recent_us = repr((2 * op_timeout + 5.0) * 1e6)
+        recent = (2 * op_timeout + 5.0) * 1e6
+        self.config = " ".join(
+            [
+                repr(interval * 1e6),  # µs per token
+                repr(burst),
+                repr(ticket_lease * 1e6),
+                repr(recent),
+                repr(_DONE_WINDOW_US),
+                CHANNEL_PREFIX,
+            ]
+        )
 
     async def send(self, target: Any, items: list[Any], batch: str) -> None:
         kind, keys = target
@@ -76,23 +83,10 @@ class _Bucket(Shared):
             await self.run_background(
                 _lua.BUCKET_SETTLE,
                 (keys[0], keys[1], keys[2], keys[4]),
-                [
-                    "",
-                    batch,
-                    self.interval_us,
-                    self.burst,
-                    self.ticket_lease_us,
-                    repr(_DONE_WINDOW_US),
-                    CHANNEL_PREFIX,
-                    *(repr(delta) for delta in items),
-                ],
+                ["", batch, self.config, *(repr(delta) for delta in items)],
             )
         else:  # tickets whose callers left
-            await self.run_background(
-                _lua.BUCKET_CANCEL,
-                keys[:4],
-                ["", self.interval_us, self.burst, self.ticket_lease_us, CHANNEL_PREFIX, *items],
-            )
+            await self.run_background(_lua.BUCKET_CANCEL, keys[:4], ["", self.config, *items])
 
     def give_up_after(self, target: Any) -> float:
         return _SETTLE_RETRY if target[0] == "settle" else self.ticket_lease
@@ -105,14 +99,7 @@ class _Bucket(Shared):
             reply = await self.run_background(
                 _lua.BUCKET_RENEW,
                 keys[:3],
-                [
-                    "",
-                    self.interval_us,
-                    self.burst,
-                    self.ticket_lease_us,
-                    CHANNEL_PREFIX,
-                    *(ticket.member for ticket in tickets),
-                ],
+                ["", self.config, *(ticket.member for ticket in tickets)],
             )
             for ticket, raw in zip(tickets, reply[2:], strict=True):
                 status = text(raw)
@@ -173,8 +160,9 @@ class RedisTokenBucket:
 
     Example:
         >>> tpm = RedisTokenBucket(redis.asyncio.Redis(), "openai-tpm", 40_000, per=60)
+        >>> model = RateLimitLayer(limiter=tpm, cost=estimate).layer(step)
         >>> async with tpm:
-        ...     model = ServiceBuilder().rate_limit(limiter=tpm, cost=estimate).service(step)
+        ...     await model(request)
     """
 
     __slots__ = ("_keys", "_last", "_name", "_per", "_rate", "_shared")
@@ -298,17 +286,7 @@ class RedisTokenBucket:
         shared.check_running()
         member = f"{shared.new_member()}|{cost!r}"
         keys = self._keys[:4]
-        args = [
-            "",
-            member,
-            repr(cost),
-            shared.interval_us,
-            shared.burst,
-            mode,
-            shared.ticket_lease_us,
-            shared.recent_us,
-            CHANNEL_PREFIX,
-        ]
+        args = ["", member, mode, shared.config]
         ticket: Ticket | None = None
         try:
             reply = await shared.run(_lua.BUCKET_ACQUIRE, keys, args)
@@ -326,7 +304,7 @@ class RedisTokenBucket:
                 else:  # behind others: woken when it becomes the head
                     await ticket.sleep(shared.ticket_lease, precise=False)
                 shared.check_running()
-                args[5] = "p"
+                args[2] = "p"
                 reply = await shared.run(_lua.BUCKET_ACQUIRE, keys, args)
         except BaseException:
             # cancelled, or Redis failed: the ticket leaves the queue, and tokens a lost reply

@@ -61,18 +61,17 @@ class _Permits(Shared):
         period = min(lease / 3, ticket_lease / 4)
         super().__init__(client, who, on_unavailable, op_timeout, period, ticket_lease)
         self.lease = lease
-        self.lease_us = repr(lease * 1e6)
-        self.ticket_lease_us = repr(ticket_lease * 1e6)
-        self.held: dict[str, tuple[tuple[str, ...], str]] = {}  # permit -> (keys, limit)
+        self._constants = f"{lease * 1e6!r} {ticket_lease * 1e6!r} {CHANNEL_PREFIX}"
+        self.held: dict[str, tuple[tuple[str, ...], str]] = {}  # permit -> (keys, config)
+
+    def config(self, limit: int) -> str:
+        """The scripts' constants for a count of ``limit`` permits."""
+        return f"{limit} {self._constants}"
 
     async def send(self, target: Any, items: list[Any], batch: str) -> None:
-        kind, keys, limit = target
+        kind, keys, config = target
         script = _lua.PERMIT_RELEASE if kind == "release" else _lua.PERMIT_CANCEL
-        await self.run_background(
-            script,
-            keys,
-            ["", limit, self.lease_us, self.ticket_lease_us, CHANNEL_PREFIX, *items],
-        )
+        await self.run_background(script, keys, ["", config, *items])
 
     def give_up_after(self, target: Any) -> float:
         # past its lease a permit is free anyway, and a ticket has lapsed
@@ -84,16 +83,13 @@ class _Permits(Shared):
             groups.setdefault(group, ([], []))[0].append(permit)
         for ticket in self.tickets.values():
             groups.setdefault(ticket.target, ([], []))[1].append(ticket)
-        for (keys, limit), (permits, tickets) in groups.items():
+        for (keys, config), (permits, tickets) in groups.items():
             reply = await self.run_background(
                 _lua.PERMIT_RENEW,
                 keys,
                 [
                     "",
-                    limit,
-                    self.lease_us,
-                    self.ticket_lease_us,
-                    CHANNEL_PREFIX,
+                    config,
                     str(len(permits)),
                     *permits,
                     *(ticket.member for ticket in tickets),
@@ -112,11 +108,11 @@ class _Permits(Shared):
 
     async def give_back_held(self) -> None:
         groups: dict[Any, list[str]] = {}
-        for permit, (keys, limit) in self.held.items():
-            groups.setdefault(("release", keys, limit), []).append(permit)
+        for permit, (keys, config) in self.held.items():
+            groups.setdefault(("release", keys, config), []).append(permit)
         for ticket in self.tickets.values():
-            keys, limit = ticket.target
-            groups.setdefault(("cancel", keys, limit), []).append(ticket.member)
+            keys, config = ticket.target
+            groups.setdefault(("cancel", keys, config), []).append(ticket.member)
         self.held.clear()
         for target, members in groups.items():
             await self.send(target, members, "")
@@ -162,7 +158,7 @@ class RedisConcurrencyLimiter:
             client on trio (the message says to use coredis).
     """
 
-    __slots__ = ("_keys", "_last", "_limit", "_max", "_name", "_shared", "_target")
+    __slots__ = ("_config", "_keys", "_last", "_max", "_name", "_shared", "_target")
 
     def __init__(
         self,
@@ -190,9 +186,9 @@ class RedisConcurrencyLimiter:
     def _set(self, name: str, limit: int) -> None:
         self._name = name
         self._max = limit
-        self._limit = str(limit)
+        self._config = self._shared.config(limit)
         self._keys = _keys(name)
-        self._target = (self._keys, self._limit)
+        self._target = (self._keys, self._config)
         self._last = (0, 0)
 
     @property
@@ -275,15 +271,7 @@ class RedisConcurrencyLimiter:
         shared.check_running()
         member = shared.new_member()
         keys = self._keys
-        args = [
-            "",
-            member,
-            self._limit,
-            shared.lease_us,
-            shared.ticket_lease_us,
-            mode,
-            CHANNEL_PREFIX,
-        ]
+        args = ["", member, mode, self._config]
         ticket: Ticket | None = None
         try:
             reply = await shared.run(_lua.PERMIT_ACQUIRE, keys, args)
@@ -301,13 +289,13 @@ class RedisConcurrencyLimiter:
                     ticket = shared.tickets[member] = Ticket(member, self._target)
                 await ticket.sleep(shared.ticket_lease, precise=False)
                 shared.check_running()
-                args[5] = "p"
+                args[2] = "p"
                 reply = await shared.run(_lua.PERMIT_ACQUIRE, keys, args)
         except BaseException:
             # cancelled, or Redis failed: the ticket leaves the queue, and a permit a lost
             # reply granted is released (once closed, the close withdrew every ticket already)
             if shared.running:
-                shared.enqueue(("cancel", keys, self._limit), member)
+                shared.enqueue(("cancel", keys, self._config), member)
             raise
         finally:
             if ticket is not None:
