@@ -41,21 +41,20 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from importlib.metadata import version
 from typing import Any
 
 import anyio
 import coredis
-import redis
 import redis.asyncio
 from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
+import redis
 from towerpy import TokenBucket
-from towerpy.redis import RedisConcurrencyLimiter, RedisTokenBucket
-from towerpy.redis import _lua
+from towerpy.redis import RedisConcurrencyLimiter, RedisTokenBucket, _lua
 from towerpy.redis._client import text
 
 TASKS = 100
@@ -378,6 +377,11 @@ def fleet(url: str, seconds: float) -> None:
     )
 
 
+async def memory(client: Any, name: str) -> int:
+    keys = [key async for key in client.scan_iter(match=f"*{name}*")]
+    return sum([await client.memory_usage(key) or 0 for key in keys])
+
+
 async def tpm_memory(url: str) -> None:
     client = redis.asyncio.Redis.from_url(url)
     storage = RedisStorage("async+" + url, implementation="redispy")
@@ -388,18 +392,14 @@ async def tpm_memory(url: str) -> None:
     for _ in range(250):
         await moving.hit(item, key, cost=4000)
     moving_ms = (time.perf_counter() - start) / 250 * 1000
-    moving_bytes = sum(
-        [await client.memory_usage(k) or 0 async for k in client.scan_iter(match=f"*{key}*")]
-    )
+    moving_bytes = await memory(client, key)
     bucket = RedisTokenBucket(client, fresh(), 1_000_000, per=60)
     async with bucket:
         start = time.perf_counter()
         for _ in range(250):
             await bucket.acquire(4000)
         bucket_ms = (time.perf_counter() - start) / 250 * 1000
-    bucket_bytes = sum(
-        [await client.memory_usage(k) or 0 async for k in client.scan_iter(match=f"*{bucket.name}*")]
-    )  # fmt: skip
+    bucket_bytes = await memory(client, bucket.name)
     print(
         "\na 1,000,000 tokens/minute budget after 250 requests of 4,000 tokens"
         f"\n  limits moving window: {moving_bytes / 1e6:.1f} MB, {moving_ms:.2f} ms per request"

@@ -264,7 +264,8 @@ class Shared:
             ) from exc
         if self._outage:
             self._back()
-        return reply
+        result: list[Any] = reply
+        return result
 
     async def run_background(self, script: str, keys: Sequence[str], args: Sequence[str]) -> Any:
         """Runs one script for a background task.
