@@ -83,9 +83,9 @@ def private_server(url: str | None) -> Iterator[str]:
         raise SystemExit("redis-server is not installed: install it, or pass --url")
     port = free_port()
     with tempfile.TemporaryDirectory() as directory:
+        flags = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory]
         process = subprocess.Popen(
-            [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--dir", directory],
+            [executable, "--port", str(port), *flags],
             stdout=subprocess.DEVNULL,
         )
         try:
