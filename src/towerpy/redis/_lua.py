@@ -141,8 +141,9 @@ if mode ~= 'p' and redis.call('ZCARD', queue) == 0 then
     local stamp = string.format('%.17g', now)
     redis.call('HSET', state, 'tat', string.format('%.17g', tat))
     redis.call('ZADD', recent, stamp, ticket)
-    if seq % 64 == 0 then  -- forgetting admissions past the window, now and then
+    if seq % 64 == 0 then  -- forgetting admissions past the window (or too many), now and then
       redis.call('ZREMRANGEBYSCORE', recent, '-inf', string.format('%.17g', now - recent_window))
+      redis.call('ZREMRANGEBYRANK', recent, 0, -16385)
     end
     redis.call('PEXPIRE', recent, math.ceil(recent_window / 1000) + 1000)
     redis.call('PEXPIRE', state, math.ceil((tat - now) / 1000) + 1000)
@@ -229,6 +230,7 @@ end
 redis.call('HSET', state, 'tat', f(tat))
 redis.call('ZADD', done, f(now), id)
 redis.call('ZREMRANGEBYSCORE', done, '-inf', f(now - done_window))
+redis.call('ZREMRANGEBYRANK', done, 0, -4097)  -- bounded, whatever the rate of settlements
 redis.call('PEXPIRE', done, ms(done_window))
 wake_new_head(before, nil, refunded)
 expire()

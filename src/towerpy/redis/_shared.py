@@ -136,7 +136,7 @@ class Shared:
         op_timeout: Seconds one operation may take before Redis counts as unreachable.
         period: Seconds between two renewals.
         ticket_lease: Seconds a ticket stays queued without being renewed; a waiter never
-            sleeps longer than this without looking again.
+            sleeps longer than four times this without looking again.
     """
 
     def __init__(
@@ -154,6 +154,9 @@ class Shared:
         self.op_timeout = op_timeout
         self.period = period
         self.ticket_lease = ticket_lease
+        # the renewal re-checks every waiter each period; a waiter looks for itself this often
+        # too, should the renewal be stuck
+        self.lookout = 4 * ticket_lease
         self.owner = secrets.token_hex(8)
         self.channel = CHANNEL_PREFIX + self.owner
         self.tickets: dict[str, Ticket] = {}

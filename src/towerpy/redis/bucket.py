@@ -302,7 +302,7 @@ class RedisTokenBucket:
                 if wait:  # the head: its tokens are due then, unless a refund comes first
                     await ticket.sleep(float(wait) / 1e6, precise=True)
                 else:  # behind others: woken when it becomes the head
-                    await ticket.sleep(shared.ticket_lease, precise=False)
+                    await ticket.sleep(shared.lookout, precise=False)
                 shared.check_running()
                 args[2] = "p"
                 reply = await shared.run(_lua.BUCKET_ACQUIRE, keys, args)

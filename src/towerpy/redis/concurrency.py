@@ -287,7 +287,7 @@ class RedisConcurrencyLimiter:
                     return None
                 if ticket is None:
                     ticket = shared.tickets[member] = Ticket(member, self._target)
-                await ticket.sleep(shared.ticket_lease, precise=False)
+                await ticket.sleep(shared.lookout, precise=False)
                 shared.check_running()
                 args[2] = "p"
                 reply = await shared.run(_lua.PERMIT_ACQUIRE, keys, args)
