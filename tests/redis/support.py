@@ -46,19 +46,19 @@ def leftover_keys_without_ttl(url: str, names: list[str]) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def open_client(url: str) -> AsyncIterator[Any]:
+async def open_client(url: str, **options: Any) -> AsyncIterator[Any]:
     """A client for ``url`` on the running backend: redis.asyncio on asyncio, coredis on trio."""
     import sniffio
 
     if sniffio.current_async_library() == "trio":
         import coredis
 
-        async with coredis.Redis.from_url(url) as client:
+        async with coredis.Redis.from_url(url, **options) as client:
             yield client
     else:
         import redis.asyncio
 
-        asyncio_client = redis.asyncio.Redis.from_url(url)
+        asyncio_client = redis.asyncio.Redis.from_url(url, **options)
         try:
             yield asyncio_client
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from typing import Any
 
 import anyio
@@ -10,7 +11,7 @@ import pytest
 
 from towerpy import ConcurrencyLimitLayer, ServiceClosed, service_fn
 from towerpy.limit import ConcurrencyBackend
-from towerpy.redis import RedisConcurrencyLimiter, RedisConcurrencyStatistics
+from towerpy.redis import RedisConcurrencyLimiter, RedisConcurrencyStatistics, _lua
 
 from .support import eventually
 
@@ -212,3 +213,41 @@ def test_bad_arguments_are_refused_at_construction() -> None:
     assert repr(RedisConcurrencyLimiter(client, "x", 3)) == (
         "RedisConcurrencyLimiter('x', max_in_flight=3)"
     )
+
+
+class SlowRenewals:
+    """A limiter's connection whose renewals take 0.2 s to reach Redis (a slow pool, say)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.renewing = anyio.Event()
+        self.renewed = anyio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    async def run(self, script: str, keys: Any, args: Any) -> Any:
+        if script is not _lua.PERMIT_RENEW or self.renewed.is_set():
+            return await self.conn.run(script, keys, args)
+        self.renewing.set()
+        await anyio.sleep(0.2)
+        try:
+            return await self.conn.run(script, keys, args)
+        finally:
+            self.renewed.set()
+
+
+async def test_a_renewal_overtaken_by_a_release_never_brings_the_permit_back(
+    client: Any, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "towerpy.redis")
+    limiter = RedisConcurrencyLimiter(client, name, 1, lease=3, op_timeout=0.5)  # renewed / 0.5 s
+    slow = limiter._shared.conn = SlowRenewals(limiter._shared.conn)  # type: ignore[assignment]
+    async with limiter:
+        permit = await limiter.acquire()
+        await slow.renewing.wait()  # a renewal of this permit is on its way, slowly
+        limiter.release(permit)
+        await slow.renewed.wait()
+        assert await holders(client, limiter) == 0  # not taken again for another lease (3 s)
+        assert await limiter.try_acquire() is not None
+    assert not [r for r in caplog.records if "asserted again" in r.getMessage()]

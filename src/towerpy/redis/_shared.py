@@ -7,9 +7,10 @@ Every object of this module lives in one process. Per limiter object there is:
 - a sender task: giving capacity back (``release``, ``refund``, ``charge``) and abandoning a
   ticket are synchronous calls that must never block, so they queue work that this task sends,
   batched (one script per key and kind), retried while Redis is unreachable;
-- a renewal task: every ``period`` it renews the leases of this process's permits and tickets in
-  one script per key, and wakes any waiter whose turn came without a message reaching it
-  (pub/sub is at-most-once: it only speeds things up; this is the guarantee).
+- a renewal, every ``period``, queued to the sender like the rest (so it never overtakes a
+  release): it renews the leases of this process's permits and tickets in one script per key,
+  and wakes any waiter whose turn came without a message reaching it (pub/sub is at-most-once:
+  it only speeds things up; this is the guarantee).
 
 They run inside ``async with limiter:``. Outside it, acquiring raises `ServiceClosed`.
 
@@ -44,6 +45,10 @@ if TYPE_CHECKING:
 __all__ = ["CHANNEL_PREFIX", "Shared", "Ticket", "Unreachable", "check_name", "check_policy"]
 
 CHANNEL_PREFIX = "towerpy:wake:"
+
+# The renewal goes through the sender's queue, never beside it: a renewal sent while a release
+# of one of its permits is on the way could reach Redis second and bring the permit back.
+_RENEW = ("renew",)
 
 _log = logging.getLogger("towerpy.redis")
 
@@ -227,6 +232,7 @@ class Shared:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2 * self.op_timeout):
                 await self.give_back_held()
                 batch, self._pending = self._pending, {}
+                batch.pop(_RENEW, None)
                 for target, items in batch.items():
                     with contextlib.suppress(Unreachable):  # logged; leases lapse on their own
                         await self.send(target, items, secrets.token_hex(8))
@@ -366,7 +372,11 @@ class Shared:
                 await work.wait()
             batch, self._pending = self._pending, {}
             for target, items in batch.items():
-                await self._deliver(target, items)
+                if target is _RENEW:
+                    with contextlib.suppress(Unreachable):  # logged; the next period tries again
+                        await self.renew()
+                else:
+                    await self._deliver(target, items)
 
     async def _deliver(self, target: Any, items: list[Any]) -> None:
         batch = secrets.token_hex(8)  # the same name on every retry: applied once
@@ -390,8 +400,8 @@ class Shared:
     async def _renew_every_period(self) -> None:
         while True:
             await anyio.sleep(self.period)
-            with contextlib.suppress(Unreachable):  # logged; the next period tries again
-                await self.renew()
+            if _RENEW not in self._pending:
+                self.enqueue(_RENEW, None)
 
     def _on_message(self, data: str) -> None:
         wait, _, member = data.partition(" ")
