@@ -242,7 +242,7 @@ async def test_a_renewal_overtaken_by_a_release_never_brings_the_permit_back(
 ) -> None:
     caplog.set_level(logging.WARNING, "towerpy.redis")
     limiter = RedisConcurrencyLimiter(client, name, 1, lease=3, op_timeout=0.5)  # renewed / 0.5 s
-    slow = limiter._shared.conn = SlowRenewals(limiter._shared.conn)  # type: ignore[assignment]
+    slow = limiter._shared.conn = SlowRenewals(limiter._shared.conn)
     async with limiter:
         permit = await limiter.acquire()
         await slow.renewing.wait()  # a renewal of this permit is on its way, slowly
