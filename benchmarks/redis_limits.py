@@ -312,7 +312,8 @@ async def worker(backend: str, url: str, name: str, seconds: float, seed: int) -
                 cost = rng.randint(1, 4)
                 reply = await bucket._take(float(cost), "n")
                 assert reply is not None
-                admitted.append([float(text(reply[2])), int(text(reply[1])), cost])
+                order = text(reply[1])  # '' if a poll found it admitted already
+                admitted.append([float(text(reply[2])), int(order) if order else None, cost])
 
         async with bucket:
             print("ready", flush=True)

@@ -95,10 +95,16 @@ def test_four_processes_share_one_rate_exactly_in_arrival_order(fleet: Fleet, na
     for worker in workers:
         assert fleet.line(worker) == "ready"
     fleet.go()
-    log = sorted(tuple(entry) for worker in workers for entry in json.loads(fleet.line(worker, 30)))
-    # FIFO: in order of Redis time, the order of arrival at Redis never goes back
-    orders = [order for _, order, _ in log]
+    log = sorted(
+        (stamp, -1 if order is None else order, cost)
+        for worker in workers
+        for stamp, order, cost in json.loads(fleet.line(worker, 30))
+    )
+    # FIFO: in order of Redis time, the order of arrival at Redis never goes back (-1: a poll
+    # that found its request admitted on its behalf already, whose order it no longer knows)
+    orders = [order for _, order, _ in log if order != -1]
     assert orders == sorted(orders)
+    assert len(orders) >= 0.9 * len(log)
     # the window bound, on Redis's clock: any window of w seconds admits <= burst + rate * w
     stamps = [stamp for stamp, _, _ in log]
     costs = [cost for _, _, cost in log]
@@ -106,7 +112,8 @@ def test_four_processes_share_one_rate_exactly_in_arrival_order(fleet: Fleet, na
         taken = 0.0
         for j in range(i, len(log)):
             taken += costs[j]
-            assert taken <= burst + rate * (stamps[j] - stamps[i]) / 1e6 + 1e-6
+            # exact to the µs: times are doubles of µs since 1970, a quarter-µs grain
+            assert taken <= burst + rate * (stamps[j] - stamps[i] + 1) / 1e6
     # saturated for ~3 s: the rate after the burst is the rate, within 1 % (a waiting head
     # leaves at most 4 tokens unspent at the end: 0.7 % of 3 s at 200/s)
     span = (stamps[-1] - stamps[0]) / 1e6

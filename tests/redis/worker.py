@@ -6,7 +6,8 @@ reports on stdout, one line per event (JSON for results).
 
 Modes:
     bucket RATE BURST SECONDS TASKS SEED: TASKS tasks take costs of 1-4 tokens back to back
-        for SECONDS; prints the admissions as ``[Redis time µs, arrival order, cost]``.
+        for SECONDS; prints the admissions as ``[Redis time µs, arrival order, cost]`` (the
+        order is null when a poll learnt that Redis had admitted the request already).
     permits LIMIT SECONDS TASKS SEED GAUGE: TASKS tasks take a permit, count themselves in
         the Redis counter GAUGE (INCR/DECR), hold it 1-5 ms; prints the highest count seen.
     hold LIMIT N LEASE: takes N permits, prints ``held``, and sleeps until killed.
@@ -69,14 +70,15 @@ async def bucket(client: Any, name: str, args: list[str]) -> None:
     rate, burst, seconds = float(args[0]), float(args[1]), float(args[2])
     tasks, seed = int(args[3]), int(args[4])
     limiter = RedisTokenBucket(client, name, rate, burst=burst)
-    admitted: list[list[float]] = []
+    admitted: list[list[float | None]] = []
 
     async def take(rng: random.Random) -> None:
         while True:
             cost = rng.randint(1, 4)
             reply = await limiter._take(float(cost), "n")
             assert reply is not None
-            admitted.append([float(text(reply[2])), int(text(reply[1])), cost])
+            order = text(reply[1])  # '' when a poll found it admitted on its behalf already
+            admitted.append([float(text(reply[2])), int(order) if order else None, cost])
 
     async with limiter:
         say("ready")

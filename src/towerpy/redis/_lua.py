@@ -108,10 +108,31 @@ local function expire()
   if full < keep then full = keep end
   redis.call('PEXPIRE', state, ms(full))
 end
-local function wake_new_head(before, except, force)
-  local head = first(queue)
-  if head and head ~= except and (force or head ~= before) then
-    publish(prefix, head, need(cost_of(head)))
+local function serve_heads(before, except, force)
+  -- Admits, in order and on their processes' behalf, the first waiters whose tokens are there
+  -- (a queue would otherwise move one admission per message and round trip), telling each
+  -- "A <seq> <time> <level> <ticket>"; then tells the next head, if it changed, how long it
+  -- waits. A waiter that left meanwhile gets its tokens back through its cancel.
+  local served = false
+  for _ = 1, 32 do
+    local head = first(queue)
+    if not head then break end
+    local c = cost_of(head)
+    if head == except or need(c) > 0 then
+      if head ~= except and (force or served or head ~= before) then
+        publish(prefix, head, need(c))
+      end
+      break
+    end
+    local seq = redis.call('ZSCORE', queue, head)
+    redis.call('ZREM', queue, head)
+    redis.call('ZREM', leases, head)
+    take(c)
+    redis.call('ZADD', KEYS[4], f(now), head)
+    redis.call('PEXPIRE', KEYS[4], ms(recent_window))
+    redis.call('PUBLISH', prefix .. string.match(head, '^[^|]*'),
+      'A ' .. seq .. ' ' .. f(now) .. ' ' .. f(level()) .. ' ' .. head)
+    served = true
   end
 end
 """
@@ -165,9 +186,11 @@ local function admit()
 end
 if not seq then
   seq = redis.call('ZSCORE', queue, ticket)
-  if mode == 'p' and not seq and redis.call('ZSCORE', recent, ticket) then
-    -- admitted by an earlier call whose reply was lost: say so again
-    return {'A', '', f(now), '', f(level()), redis.call('ZCARD', queue)}
+  local admitted = mode == 'p' and not seq and redis.call('ZSCORE', recent, ticket)
+  if admitted then
+    -- admitted already (on its behalf, or by a call whose reply was lost): say so again, with
+    -- the time it was (its place in the order of arrival is no longer known)
+    return {'A', '', admitted, '', f(level()), redis.call('ZCARD', queue)}
   end
   if seq then
     if first(queue) == ticket and need(cost) <= 0 then
@@ -192,12 +215,19 @@ if not reply and not redis.call('ZSCORE', queue, ticket) then
     redis.call('ZADD', leases, f(now + tl), ticket)
   end
 end
+serve_heads(before, ticket, false)
+if not reply and first(queue) == ticket and need(cost) <= 0 then
+  -- the heads before it were served: its own tokens are there too
+  redis.call('ZREM', queue, ticket)
+  redis.call('ZREM', leases, ticket)
+  admit()
+  serve_heads(ticket, ticket, false)
+end
 if not reply then
   local wait = ''
   if first(queue) == ticket then wait = f(need(cost)) end
   reply = {'Q', seq, f(now), wait, f(level()), redis.call('ZCARD', queue)}
 end
-wake_new_head(before, ticket, false)
 expire()
 return reply
 """
@@ -209,11 +239,11 @@ BUCKET_SETTLE = (
     + _BUCKET_CONFIG.replace("CONFIG", "3")
     + _BUCKET
     + """
--- KEYS: state, queue, leases, done (batch ids already applied)
+-- KEYS: state, queue, leases, recent, done (batch ids already applied)
 -- ARGV: now, batch id, config, delta...
 -- Applies each delta in order (> 0 a charge, which may put the bucket in debt; < 0 a refund,
 -- never above burst), once per batch id. Reply: {'S' or 'D' (already applied), level, queued}.
-local done, id = KEYS[4], ARGV[2]
+local done, id = KEYS[5], ARGV[2]
 if redis.call('ZSCORE', done, id) then
   return {'D', f(level()), redis.call('ZCARD', queue)}
 end
@@ -232,7 +262,7 @@ redis.call('ZADD', done, f(now), id)
 redis.call('ZREMRANGEBYSCORE', done, '-inf', f(now - done_window))
 redis.call('ZREMRANGEBYRANK', done, 0, -4097)  -- bounded, whatever the rate of settlements
 redis.call('PEXPIRE', done, ms(done_window))
-wake_new_head(before, nil, refunded)
+serve_heads(before, nil, refunded)
 expire()
 return {'S', f(level()), redis.call('ZCARD', queue)}
 """
@@ -269,7 +299,7 @@ for i = 3, #ARGV do
     statuses[#statuses + 1] = 'N'
   end
 end
-wake_new_head(before, nil, refunded)
+serve_heads(before, nil, refunded)
 expire()
 local reply = {f(level()), redis.call('ZCARD', queue)}
 for _, s in ipairs(statuses) do reply[#reply + 1] = s end
@@ -283,13 +313,15 @@ BUCKET_RENEW = (
     + _BUCKET_CONFIG.replace("CONFIG", "2")
     + _BUCKET
     + """
--- KEYS: state, queue, leases
+-- KEYS: state, queue, leases, recent
 -- ARGV: now, config, ticket...
--- Renews the leases of one process's waiting tickets. Reply: {level, queued, status...}, one
--- status per ticket: 'L' lapsed (its caller must queue anew), 'W' waiting behind others, or
--- the head's wait in µs.
+-- Renews the leases of one process's waiting tickets, and serves the heads that may go.
+-- Reply: {level, queued, status...}, one status per ticket: 'L' not queued any more (lapsed:
+-- its caller must queue anew; or admitted: its caller learns so when it asks), 'W' waiting
+-- behind others, or the head's wait in µs.
 local before = first(queue)
 purge_tickets(queue, leases)
+serve_heads(before, nil, false)
 local head = first(queue)
 local reply = {f(level()), redis.call('ZCARD', queue)}
 for i = 3, #ARGV do
@@ -305,7 +337,6 @@ for i = 3, #ARGV do
     end
   end
 end
-wake_new_head(before, nil, false)
 expire()
 return reply
 """

@@ -88,12 +88,13 @@ class Ticket:
             renewal task leaves such a sleep alone.
     """
 
-    __slots__ = ("_alarm", "_hint", "_signalled", "member", "precise", "target")
+    __slots__ = ("_alarm", "_hint", "_signalled", "admitted", "member", "precise", "target")
 
     def __init__(self, member: str, target: Any) -> None:
         self.member = member
         self.target = target
         self.precise = False
+        self.admitted: list[Any] | None = None  # the reply, when Redis admitted it on its behalf
         self._alarm: Alarm | None = None
         self._signalled = False
         self._hint: float | None = None
@@ -404,7 +405,14 @@ class Shared:
                 self.enqueue(_RENEW, None)
 
     def _on_message(self, data: str) -> None:
-        wait, _, member = data.partition(" ")
+        if data.startswith("A "):  # "A <seq> <time> <level> <ticket>": admitted on its behalf
+            _, seq, stamp, level, member = data.split(" ", 4)
+            ticket = self.tickets.get(member)
+            if ticket is not None:
+                ticket.admitted = ["A", seq, stamp, "", level, 0]
+                ticket.wake()
+            return
+        wait, _, member = data.partition(" ")  # "<µs to wait> <ticket>": its turn may come
         ticket = self.tickets.get(member)
         if ticket is not None:
             ticket.wake(float(wait) / 1e6)

@@ -82,7 +82,7 @@ class _Bucket(Shared):
         if kind == "settle":
             await self.run_background(
                 _lua.BUCKET_SETTLE,
-                (keys[0], keys[1], keys[2], keys[4]),
+                keys,
                 ["", batch, self.config, *(repr(delta) for delta in items)],
             )
         else:  # tickets whose callers left
@@ -98,7 +98,7 @@ class _Bucket(Shared):
         for keys, tickets in groups.items():
             reply = await self.run_background(
                 _lua.BUCKET_RENEW,
-                keys[:3],
+                keys[:4],
                 ["", self.config, *(ticket.member for ticket in tickets)],
             )
             for ticket, raw in zip(tickets, reply[2:], strict=True):
@@ -303,6 +303,9 @@ class RedisTokenBucket:
                     await ticket.sleep(float(wait) / 1e6, precise=True)
                 else:  # behind others: woken when it becomes the head
                     await ticket.sleep(shared.lookout, precise=False)
+                if ticket.admitted is not None:  # Redis admitted it on its behalf
+                    self._last = (float(ticket.admitted[4]), 0)
+                    return ticket.admitted
                 shared.check_running()
                 args[2] = "p"
                 reply = await shared.run(_lua.BUCKET_ACQUIRE, keys, args)
