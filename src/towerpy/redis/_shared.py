@@ -401,7 +401,7 @@ class Shared:
     async def _renew_every_period(self) -> None:
         while True:
             await anyio.sleep(self.period)
-            if _RENEW not in self._pending:
+            if self._task_group is not None and _RENEW not in self._pending:  # not closing
                 self.enqueue(_RENEW, None)
 
     def _on_message(self, data: str) -> None:
