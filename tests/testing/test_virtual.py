@@ -114,8 +114,10 @@ def test_jump_moves_the_clock_forward_only() -> None:
     try:
         loop.jump(5)
         assert loop.time() == 5
-        with pytest.raises(ValueError, match="forward"):
+        with pytest.raises(ValueError, match="seconds must be a number of seconds >= 0"):
             loop.jump(-1)
+        with pytest.raises(TypeError, match="seconds must be a number of seconds >= 0"):
+            loop.jump("1")  # type: ignore[arg-type]
     finally:
         loop.close()
 

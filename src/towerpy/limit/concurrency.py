@@ -8,7 +8,7 @@ from typing import TypeVar, final
 from typing_extensions import override
 
 from .._service import Middleware, Service
-from .._validate import check_positive_int
+from .._validate import check_instance, check_positive_int
 from .._waiter import Permits
 from ..lowlevel import reserve, take_or_acquire_nowait, try_reserve
 from .protocols import ConcurrencyBackend
@@ -143,11 +143,12 @@ def _limiter_from(
             f"{who} takes max_in_flight or limiter=, not both; the limiter already has its "
             f"max_in_flight"
         )
-    if not isinstance(limiter, ConcurrencyBackend):
-        raise TypeError(
-            f"limiter must be a ConcurrencyLimiter (or another ConcurrencyBackend), got "
-            f"{type(limiter).__name__}"
-        )
+    check_instance(
+        "limiter",
+        limiter,
+        ConcurrencyBackend,
+        "a ConcurrencyLimiter (or another ConcurrencyBackend)",
+    )
     return limiter
 
 

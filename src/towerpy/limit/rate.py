@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from typing_extensions import override
 
-from .._service import Middleware, Service, callable_name
-from .._validate import check_plain_function, check_positive_number
+from .._callables import callable_name
+from .._service import Middleware, Service
+from .._validate import check_instance, check_plain_function, check_positive_number
 from ..lowlevel import Shed, refuse_if_shedding, reserve, take_or_acquire_nowait, try_reserve
 from .bucket import RateStatistics, TokenBucket
 from .protocols import RateBackend
@@ -57,11 +58,7 @@ def _bucket_from(
                 f"{who}: per and burst belong to the shared bucket when limiter= is given; pass "
                 f"them to TokenBucket(rate, per=..., burst=...)"
             )
-        if not isinstance(limiter, RateBackend):
-            raise TypeError(
-                f"limiter must be a TokenBucket (or another RateBackend), got "
-                f"{type(limiter).__name__}"
-            )
+        check_instance("limiter", limiter, RateBackend, "a TokenBucket (or another RateBackend)")
         bucket_burst = limiter.burst
     if cost is None and bucket_burst < _ONE:
         raise ValueError(

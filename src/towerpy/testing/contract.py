@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 import anyio.abc
 
+from .._validate import check_callable
 from ..errors import Overloaded
 from .mock import MockHandle, MockService, mock_service
 from .virtual import wait_all_tasks_blocked
@@ -329,10 +330,6 @@ class ServiceContract:
             await self.check(name)
 
     def __post_init__(self) -> None:
-        if not callable(self.make):
-            raise TypeError(
-                f"ServiceContract needs make(inner, capacity) -> Service, got "
-                f"{type(self.make).__name__}"
-            )
+        check_callable("make", self.make, what="a function make(inner, capacity) -> Service")
         if self.sheds and not self.capacity_returns:
             raise ValueError("ServiceContract: sheds=True needs capacity that calls give back")

@@ -10,6 +10,7 @@ import anyio
 from typing_extensions import override
 
 from .._service import Service
+from .._validate import check_instance, check_int
 from .._waiter import Permits
 from ..lowlevel import held, hold, take_or_acquire_nowait
 
@@ -50,10 +51,10 @@ class Responder(Generic[RespT]):
         """Makes the call raise ``exc``.
 
         Raises:
+            TypeError: ``exc`` is not an exception.
             RuntimeError: The request was already answered.
         """
-        if not isinstance(exc, BaseException):
-            raise TypeError(f"fail() needs an exception, got {type(exc).__name__}")
+        check_instance("exc", exc, BaseException, "an exception")
         self._answer()
         self._error = exc
         self._done.set()
@@ -97,10 +98,11 @@ class MockHandle(Generic[ReqT, RespT]):
         ready: ``ready()`` and ``call()`` wait, ``try_ready()`` returns False.
 
         Raises:
+            TypeError: ``n`` is neither an int nor None.
             ValueError: ``n`` is negative.
         """
-        if n is not None and n < 0:
-            raise ValueError(f"allow() needs a count >= 0 (or None for no limit), got {n}")
+        if n is not None:
+            check_int("n", n, minimum=0)
         self._allowances.set_available(math.inf if n is None else n)
 
     @property

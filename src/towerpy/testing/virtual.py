@@ -21,6 +21,7 @@ import anyio
 from typing_extensions import override
 
 from .._runtime import _in_trio
+from .._validate import check_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -110,10 +111,10 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         """Moves the clock forward by ``seconds`` at once; timers that fall due run next.
 
         Raises:
-            ValueError: ``seconds`` is negative.
+            TypeError: ``seconds`` is not a number.
+            ValueError: ``seconds`` is negative or NaN: time only moves forward.
         """
-        if not seconds >= 0:
-            raise ValueError(f"time only moves forward: jump() needs seconds >= 0, got {seconds}")
+        check_seconds("seconds", seconds)
         self._now += seconds
 
     def _jump_to_next_timer(self, timeout: float) -> None:
