@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import pytest
 from typing_extensions import override
@@ -72,7 +72,7 @@ class Running(Middleware[Any, Any]):
         return await self.inner.call(request)
 
     @override
-    async def __aenter__(self) -> Running:
+    async def __aenter__(self) -> Self:
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self.limiter)
             await stack.enter_async_context(self.inner)
@@ -92,7 +92,6 @@ class Running(Middleware[Any, Any]):
 async def flush(service: Service[Any, Any]) -> None:
     assert isinstance(service, Running)
     await service.limiter.flush()
-
 
 
 @dataclass(frozen=True)

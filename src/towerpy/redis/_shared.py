@@ -211,9 +211,7 @@ class Shared:
         """
         queued = self._queued
         started = next(self._started)  # every caller's script before this one
-        while self._sent < queued or (
-            self._answering and next(iter(self._answering)) < started
-        ):
+        while self._sent < queued or (self._answering and next(iter(self._answering)) < started):
             progress = self._progress
             if progress is None:
                 progress = self._progress = anyio.Event()

@@ -17,12 +17,12 @@ service it returns must hold exactly that much capacity of its own. Each check r
 ``async with service:``, in whatever time the test runs in (virtual time is best: a wait
 that should not happen then fails at once, bounded by a virtual hour, ``bound``).
 
-A service whose capacity lives elsewhere (in Redis, behind a background task) is checked on
-the real clock: give ``bound`` a few seconds, start the background work in the service's own
-``__aenter__``, and pass ``settle``, awaited with the service before each look at its
-capacity and at who waits in it, once every task has blocked: it returns when the remote
-state has caught up (what was queued is sent, every request under way has its answer), e.g.
-``settle=lambda service: service.limiter.flush()`` for the limiters of `towerpy.redis`.
+A service whose capacity is kept elsewhere (in Redis, behind a queue a background task
+sends) is checked on the real clock: give ``bound`` a few seconds, start the background work
+in the service's own ``__aenter__``, and pass ``settle``, awaited with the service before each
+look at its capacity and, once every task has blocked, at who waits in it: it returns when
+the remote state has caught up (what was queued is sent, every request under way has its
+answer); the limiters of `towerpy.redis` have ``flush()`` for that (docs/distributed.md).
 
 The profile says which rules apply: ``ready_reserves=False`` for a service whose ``ready()``
 cannot reserve (its capacity depends on the request: a keyed limit, a rate limit with
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from .._service import Service
 
 __all__ = ["ServiceContract"]
+
 
 class _Run:
     """One check's service, its inner mock, and the moves the checks are made of."""
@@ -95,6 +96,7 @@ class _Run:
             await wait_all_tasks_blocked()  # what the answers woke has run
 
     async def settle(self) -> None:
+        """Waits (bounded) for the contract's ``settle``, if it has one."""
         settle = self.contract.settle
         if settle is not None:
             with anyio.fail_after(self.contract.bound):
