@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Self
 import pytest
 from typing_extensions import override
 
-from towerpy import ConcurrencyLimit, Middleware, RateLimit, Service, lowlevel
+from towerpy import ConcurrencyLimit, LoadShed, Middleware, RateLimit, Service, lowlevel
 from towerpy.redis import RedisConcurrencyLimiter, RedisTokenBucket
 from towerpy.testing import ServiceContract
 
@@ -115,6 +115,14 @@ def _concurrency(client: Any, names: Callable[[], str], inner: Service[Any, Any]
     return Running(ConcurrencyLimit(inner, limiter=limiter), limiter)
 
 
+def _shed_concurrency(
+    client: Any, names: Callable[[], str], inner: Service[Any, Any], n: int
+) -> Any:
+    # acquire_nowait() cannot know (Redis must be asked): shedding asks try_acquire() instead
+    limiter = RedisConcurrencyLimiter(client, names(), n)
+    return Running(LoadShed(ConcurrencyLimit(inner, limiter=limiter)), limiter)
+
+
 def _bucket(client: Any, names: Callable[[], str], inner: Service[Any, Any], n: int) -> Any:
     bucket = RedisTokenBucket(client, names(), n, per=SLOW * n)
     return Running(RateLimit(inner, limiter=bucket), bucket)
@@ -139,6 +147,7 @@ def _keyed_bucket(client: Any, names: Callable[[], str], inner: Service[Any, Any
 
 FACTORIES: dict[str, Factory] = {
     "RedisConcurrencyLimiter": Factory(_concurrency),
+    "LoadShed(RedisConcurrencyLimiter)": Factory(_shed_concurrency, {"sheds": True}),
     "RedisTokenBucket": Factory(_bucket, {"capacity_returns": False}),
     "RedisTokenBucket(cost=)": Factory(
         _bucket_cost, {"ready_reserves": False, "capacity_returns": False}
