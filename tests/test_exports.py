@@ -18,6 +18,8 @@ PUBLIC_MODULES = [
     "towerpy.llm.events",
     "towerpy.llm.openai",
     "towerpy.load_shed",
+    "towerpy.lowlevel",
+    "towerpy.redis",
     "towerpy.retry",
     "towerpy.testing",
     "towerpy.timeout",

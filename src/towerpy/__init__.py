@@ -6,6 +6,7 @@ from .buffer import Buffer, BufferLayer
 from .errors import (
     Elapsed,
     InvalidToolArguments,
+    LimiterUnavailable,
     MaxStepsExceeded,
     Overloaded,
     ProviderError,
@@ -76,6 +77,7 @@ __all__ = [
     "KeyedConcurrencyStatistics",
     "Layer",
     "LayerFn",
+    "LimiterUnavailable",
     "LoadShed",
     "LoadShedLayer",
     "LoadShedStatistics",

@@ -8,6 +8,7 @@
     ├── Overloaded                               a service shed load instead of waiting
     ├── ServiceClosed                            a service is not running (or stopped running)
     ├── RequestTooLarge(TowerError, ValueError)  a request can never fit a limit
+    ├── LimiterUnavailable                       a shared limit's server (Redis) did not answer
     ├── ToolError
     │   ├── ToolNotFound                         no tool has that name
     │   └── InvalidToolArguments                 the arguments do not fit the tool's schema
@@ -28,6 +29,7 @@ from typing import Any
 __all__ = [
     "Elapsed",
     "InvalidToolArguments",
+    "LimiterUnavailable",
     "MaxStepsExceeded",
     "Overloaded",
     "ProviderError",
@@ -90,6 +92,26 @@ class ServiceClosed(TowerError):
 
 class RequestTooLarge(TowerError, ValueError):
     """Raised by a rate limit when a request costs more than the bucket can ever hold."""
+
+
+class LimiterUnavailable(TowerError):
+    """Raised by a shared limit (`towerpy.redis`) when its server did not answer in time.
+
+    The limit fails closed: the request is not admitted. Its ``__cause__`` is the client's
+    error (or the timeout). `RetryLayer` waits ``retry_after`` before trying again. With
+    ``on_unavailable="allow"`` the limit admits the request instead and counts it.
+
+    Attributes:
+        limiter: The limit that could not decide, e.g. ``"RedisTokenBucket 'openai-tpm'"``.
+        retry_after: Seconds to wait before trying again.
+    """
+
+    def __init__(
+        self, message: str, *, limiter: str | None = None, retry_after: float | None = None
+    ):
+        super().__init__(message)
+        self.limiter = limiter
+        self.retry_after = retry_after
 
 
 class ToolError(TowerError):

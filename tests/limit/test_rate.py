@@ -20,7 +20,7 @@ from towerpy import (
     ServiceBuilder,
     TimeoutLayer,
     TokenBucket,
-    _reserve,
+    lowlevel,
     service_fn,
 )
 from towerpy.testing import mock_service, wait_all_tasks_blocked
@@ -174,11 +174,11 @@ async def test_try_ready_reserves_only_when_a_token_is_there() -> None:
     svc = RateLimit(service_fn(echo), 1, burst=1)
     assert await svc.try_ready()
     assert tokens(svc) == 0
-    _reserve.drop(svc)
+    lowlevel.drop(svc)
     assert tokens(svc) == 1
     await svc("spend it")
     assert not await svc.try_ready()
-    assert _reserve.held(svc) is None
+    assert lowlevel.held(svc) is None
 
 
 async def test_with_a_cost_function_ready_reserves_nothing() -> None:
@@ -189,7 +189,7 @@ async def test_with_a_cost_function_ready_reserves_nothing() -> None:
     assert tokens(svc) == 4
     assert handle.allowed == 0
     assert await svc.try_ready()
-    _reserve.drop(inner)
+    lowlevel.drop(inner)
     handle.allow(0)
     assert not await svc.try_ready()
     assert tokens(svc) == 4

@@ -220,12 +220,16 @@ async def test_bad_prompts_are_refused() -> None:
 
 def test_bad_options_are_refused() -> None:
     model = ScriptedModel([])
-    with pytest.raises(ValueError, match="max_steps must be an int >= 1"):
+    with pytest.raises(ValueError, match="max_steps must be >= 1, got 0"):
         Agent(model, max_steps=0)
+    with pytest.raises(TypeError, match="max_steps must be an int >= 1, got str '3'"):
+        Agent(model, max_steps="3")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="step service"):
         Agent(lambda request: request)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="limit"):
+    with pytest.raises(ValueError, match="tool_limit must be >= 1"):
         Agent(model, tool_limit=0)
+    with pytest.raises(TypeError, match="tools must be a ToolRouter"):
+        Agent(model, tools=[])  # type: ignore[arg-type]
 
 
 async def test_entering_the_agent_enters_its_step_service_and_tools() -> None:

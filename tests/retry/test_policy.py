@@ -166,9 +166,12 @@ def test_max_retry_after_is_not_applied_when_retry_after_is_not_respected() -> N
     assert policy.retry("req", Throttled(3600.0), 1) == 0.5
 
 
-@pytest.mark.parametrize("value", [-1, math.nan, "60", True])
-def test_max_retry_after_must_be_seconds(value: object) -> None:
-    with pytest.raises(ValueError, match="max_retry_after must be a number of seconds >= 0"):
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(-1, ValueError), (math.nan, ValueError), ("60", TypeError), (True, TypeError)],
+)
+def test_max_retry_after_must_be_seconds(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="max_retry_after must be a number of seconds >= 0"):
         RetryPolicy(max_retry_after=value)  # type: ignore[arg-type]
 
 

@@ -131,13 +131,15 @@ def test_bad_options_are_refused() -> None:
     with pytest.raises(ValueError, match="timeout"):
         Bash(timeout=0)
     with pytest.raises(
-        TypeError, match=r"timeout \(seconds\) must be a finite number > 0, got bool"
+        TypeError, match=r"timeout must be a finite number of seconds > 0, got bool"
     ):
         Bash(timeout=True)  # not one second
     with pytest.raises(TypeError, match="timeout"):
         bash_tool(timeout="30")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="max_output"):
+    with pytest.raises(ValueError, match="max_output must be >= 2, got 1"):
         Bash(max_output=1)
+    with pytest.raises(TypeError, match="max_output must be an int >= 2"):
+        Bash(max_output="30000")  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError, match="not on PATH"):
         Bash(shell="no-such-shell-here")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from typing import Any
 
 import anyio
@@ -417,10 +418,12 @@ async def test_cancelling_the_call_cancels_every_invocation_and_leaves_nothing_r
         ({"limit": True}, TypeError, "limit must be an int >= 1"),
         ({"limit": "3"}, TypeError, "limit must be an int >= 1"),
         ({"policy": "isolate"}, TypeError, "policy must be a JoinPolicy"),
-        ({"tool_timeout": 0}, ValueError, "tool_timeout must be a finite number > 0"),
-        ({"tool_timeout": float("nan")}, ValueError, "tool_timeout must be a finite number > 0"),
-        ({"tool_timeout": True}, TypeError, "tool_timeout must be a finite number > 0"),
-        ({"wait_timeout": -1}, ValueError, "wait_timeout must be a finite number > 0"),
+        ({"tool_timeout": 0}, ValueError, "tool_timeout must be a finite number of seconds > 0"),
+        ({"tool_timeout": math.nan}, ValueError, "tool_timeout must be a finite number of sec"),
+        ({"tool_timeout": True}, TypeError, "tool_timeout must be a finite number of seconds"),
+        ({"wait_timeout": -1}, ValueError, "wait_timeout must be a finite number of seconds > 0"),
+        ({"sequential": "search"}, TypeError, "sequential must be a function"),
+        ({"describe": None}, TypeError, "describe must be a function"),
         ({"catalog": object()}, TypeError, "catalog must be a ToolCatalog"),
     ],
 )

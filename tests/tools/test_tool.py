@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import threading
 from collections.abc import Callable  # noqa: TC003 - @tool resolves annotations at runtime
 from typing import Annotated, Any, Literal, Optional
@@ -333,18 +334,32 @@ def test_sixty_four_characters_are_accepted() -> None:
 
 
 @pytest.mark.parametrize(
-    ("option", "value"),
-    [("concurrency_limit", 0), ("concurrency_limit", True), ("timeout", 0), ("timeout", -1.0)],
+    ("option", "value", "error"),
+    [
+        ("concurrency_limit", 0, ValueError),
+        ("concurrency_limit", True, TypeError),
+        ("concurrency_limit", "2", TypeError),
+        ("timeout", 0, ValueError),
+        ("timeout", -1.0, ValueError),
+        ("timeout", math.inf, ValueError),
+        ("timeout", "5", TypeError),
+        ("description", 3, TypeError),
+        ("thread_limiter", 4, TypeError),
+        ("name", 3, TypeError),
+    ],
 )
-def test_bad_limits_are_refused_when_the_tool_is_made(option: str, value: object) -> None:
-    async def f() -> None: ...
+def test_bad_options_are_refused_when_the_tool_is_made(
+    option: str, value: object, error: type[Exception]
+) -> None:
+    async def f() -> None:
+        """Does nothing."""
 
-    with pytest.raises(ValueError, match=option):
+    with pytest.raises(error, match=option):
         tool(f, **{option: value})  # type: ignore[call-overload]
 
 
 def test_something_not_callable_is_refused() -> None:
-    with pytest.raises(TypeError, match="needs a function"):
+    with pytest.raises(TypeError, match=r"tool\(fn\) must be a function, got int 42"):
         tool(42)  # type: ignore[call-overload]
 
 
@@ -567,8 +582,10 @@ async def test_a_caller_cancelled_while_waiting_for_a_thread_takes_no_slot() -> 
 
 
 def test_thread_limiter_needs_a_positive_total() -> None:
-    with pytest.raises(ValueError, match="total >= 1"):
+    with pytest.raises(ValueError, match="total must be >= 1, got 0"):
         ThreadLimiter(0)
+    with pytest.raises(TypeError, match="total must be an int >= 1"):
+        ThreadLimiter("4")  # type: ignore[arg-type]
     assert repr(ThreadLimiter(3)) == "ThreadLimiter(total=3, busy=0, abandoned=0)"
 
 

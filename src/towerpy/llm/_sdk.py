@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from .._validate import check_mapping
 from ._errors import from_sdk_error, unreadable_answer
 
 if TYPE_CHECKING:
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = [
     "StreamReader",
     "check_params",
-    "check_sdk_max_retries",
     "import_sdk",
     "parse_arguments",
     "read_stream",
@@ -53,17 +53,6 @@ def import_sdk(module: str, extra: str, who: str) -> ModuleType:
         ) from exc
 
 
-def check_sdk_max_retries(value: int | None) -> None:
-    """Rejects a negative or non-integer ``sdk_max_retries`` at construction."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(
-            f"sdk_max_retries must be an int >= 0, or None to keep the client's own setting; "
-            f"got {value!r}"
-        )
-
-
 def check_params(
     who: str, params: Mapping[str, Any] | None, create: Callable[..., Any], owned: Iterable[str]
 ) -> dict[str, Any]:
@@ -79,9 +68,12 @@ def check_params(
         A copy of ``params`` (empty when None).
 
     Raises:
-        TypeError: A parameter the SDK method does not take.
+        TypeError: ``params`` is not a mapping, or names a parameter the SDK method does not
+            take.
         ValueError: A parameter the adapter sets itself.
     """
+    if params is not None:
+        check_mapping("params", params, what="a mapping of parameter names to values")
     result = dict(params or {})
     owned = set(owned)
     clash = sorted(owned & result.keys())

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from .._runtime import _in_trio
 from .._service import Service
+from .._validate import check_instance, check_positive_int, check_str
 from ..errors import MaxStepsExceeded
 from ..tools.parallel import JoinPolicy, ParallelToolRouter, catalog_of
 from ..tools.router import ToolRouter
@@ -68,9 +69,11 @@ class Agent:
             `ToolRouter` when ``tools`` wraps it in layers).
 
     Raises:
-        TypeError: ``step`` or ``tools`` is not a service, or ``tools`` is not a `ToolCatalog`
-            and no ``catalog`` is given (the model could not be told which tools it has).
-        ValueError: ``max_steps`` below 1 (and see `ParallelToolRouter`).
+        TypeError: ``step`` or ``tools`` is not a service, ``tools`` is not a `ToolCatalog`
+            and no ``catalog`` is given (the model could not be told which tools it has), or
+            another argument has the wrong type (``max_steps`` not an int, ``system`` not a
+            str...).
+        ValueError: ``max_steps`` or ``tool_limit`` below 1 (and see `ParallelToolRouter`).
     """
 
     __slots__ = ("_catalog", "_parallel", "max_steps", "step", "system", "tools")
@@ -88,12 +91,14 @@ class Agent:
         wait_timeout: float | None = None,
         catalog: ToolCatalog | None = None,
     ) -> None:
-        if not isinstance(step, Service):
-            raise TypeError(f"Agent needs a step service (e.g. ScriptedModel), got {step!r}")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-            raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}")
-        if system is not None and not isinstance(system, str):
-            raise TypeError(f"system must be a str, got {type(system).__name__}")
+        check_instance("step", step, Service, "a step service (e.g. a ScriptedModel)")
+        if tools is not None:
+            check_instance("tools", tools, Service, "a ToolRouter (or a Service of invocations)")
+        check_positive_int("max_steps", max_steps)
+        if system is not None:
+            check_str("system", system)
+        # the router checks the rest, but under its own names: limit= is tool_limit= here
+        check_positive_int("tool_limit", tool_limit)
         self.step = step
         self.tools = tools
         self.max_steps = max_steps
@@ -131,6 +136,8 @@ class Agent:
 
         Raises:
             MaxStepsExceeded: The model still asked for tools after ``max_steps`` calls.
+            TypeError: ``prompt`` is neither a str nor a list of `Message`.
+            ValueError: ``prompt`` is an empty list.
         """
         messages = self._start(prompt)
         specs = self.specs
@@ -210,15 +217,16 @@ class Agent:
         return result
 
     def _start(self, prompt: str | list[Message]) -> list[Message]:
+        check_instance("prompt", prompt, (str, list), "a str or a list of Message")
         if isinstance(prompt, str):
             messages = [Message.user(prompt)]
-        elif isinstance(prompt, list) and prompt:
+        else:
+            if not prompt:
+                raise ValueError("prompt must be a str or a non-empty list of Message, got []")
             messages = list(prompt)
             for message in messages:
                 if not isinstance(message, Message):
                     raise TypeError(f"a conversation is a list of Message, got {message!r}")
-        else:
-            raise ValueError(f"prompt must be a str or a non-empty list of Message, got {prompt!r}")
         if self.system is not None and messages[0].role != "system":
             messages.insert(0, Message.system(self.system))
         return messages

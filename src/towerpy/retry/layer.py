@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
@@ -10,7 +9,8 @@ import anyio
 import anyio.lowlevel
 from typing_extensions import override
 
-from .._service import Middleware, Service, callable_name, is_async_callable
+from .._service import Middleware, Service
+from .._validate import check_methods
 from ._notes import add_note, drop_notes
 from .policy import Policy, RetryPolicy
 
@@ -24,23 +24,12 @@ RespT = TypeVar("RespT")
 
 
 def _check_policy(policy: object) -> None:
-    if inspect.isclass(policy):
-        raise TypeError(
-            f"RetryLayer needs a policy object, got the class {policy.__name__}; "
-            f"create one first: {policy.__name__}(...)"
-        )
-    for method in ("retry", "clone_request"):
-        fn = getattr(policy, method, None)
-        if not callable(fn):
-            raise TypeError(
-                f"RetryLayer needs a policy with retry() and clone_request() methods (a "
-                f"RetryPolicy), got {type(policy).__name__} without {method}()"
-            )
-        if is_async_callable(fn):
-            raise TypeError(
-                f"the policy's {method}() must be a plain method, got the async "
-                f"{callable_name(fn)!r}"
-            )
+    check_methods(
+        "policy",
+        policy,
+        ("retry", "clone_request"),
+        "a policy with retry() and clone_request() methods (a RetryPolicy)",
+    )
 
 
 def _attempts(n: int) -> str:

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, final
 
 from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, ValidationError, create_model
 
-from .._service import callable_name
+from .._callables import callable_name
+from .._validate import check_str
 from ..errors import InvalidToolArguments
 
 if TYPE_CHECKING:
@@ -33,14 +34,16 @@ def validate_tool_name(name: object) -> str:
     """Returns ``name`` if providers accept it as a tool name.
 
     Raises:
+        TypeError: The name is not a str.
         ValueError: The name is not 1-64 letters, digits, ``_`` or ``-``.
     """
-    if not isinstance(name, str) or not TOOL_NAME.match(name):
+    checked = check_str("name", name)
+    if not TOOL_NAME.match(checked):
         raise ValueError(
             f"tool name {name!r} is not accepted by model providers: use 1 to 64 letters, "
             f"digits, '_' or '-' (pass name=... to @tool)"
         )
-    return name
+    return checked
 
 
 def describe(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:

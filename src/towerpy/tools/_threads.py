@@ -10,6 +10,7 @@ import anyio
 import anyio.to_thread
 
 from .._runtime import threadsafe_scheduler
+from .._validate import check_positive_int
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,15 +44,14 @@ class ThreadLimiter:
         total: The most threads running sync tools at once.
 
     Raises:
-        ValueError: ``total`` is not a positive integer.
+        TypeError: ``total`` is not an int.
+        ValueError: ``total`` is below 1.
     """
 
     __slots__ = ("_abandoned", "_busy", "_lock", "_waiters", "total")
 
     def __init__(self, total: int) -> None:
-        if isinstance(total, bool) or not isinstance(total, int) or total < 1:
-            raise ValueError(f"ThreadLimiter needs total >= 1 threads, got {total!r}")
-        self.total = total
+        self.total = check_positive_int("total", total)
         self._busy = 0
         self._abandoned = 0
         self._lock = threading.Lock()

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, cast, final
 
 import anyio
 from typing_extensions import override
 
 from .._service import Service
-from .._validate import check_positive_int, check_positive_number
+from .._validate import (
+    check_instance,
+    check_member,
+    check_plain_function,
+    check_positive_int,
+    check_seconds,
+)
 from ..errors import Elapsed, WaitElapsed
 from ._batch import Batch, Clock, current_batch, current_clock
 from ._failures import attach_outcomes, describe_failure, report_threads, stray_cancellation
@@ -159,6 +165,9 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
         describe: Callable[[ToolInvocation, Exception], str] = describe_failure,
     ) -> None:
         check_options(router, limit, policy, tool_timeout, wait_timeout)
+        if sequential is not None:
+            check_plain_function("sequential", sequential)
+        check_plain_function("describe", describe)
         self.router = router
         self.limit = limit
         self.policy = policy
@@ -359,15 +368,13 @@ def check_options(
             the wrong type.
         ValueError: ``limit`` below 1 or a timeout not positive.
     """
-    if not isinstance(router, Service):
-        raise TypeError(f"the router must be a Service (e.g. a ToolRouter), got {router!r}")
+    check_instance("router", router, Service, "a Service (e.g. a ToolRouter)")
     check_positive_int("limit", limit)
-    if not isinstance(policy, JoinPolicy):
-        raise TypeError(f"policy must be a JoinPolicy (e.g. JoinPolicy.ISOLATE), got {policy!r}")
+    check_member("policy", policy, JoinPolicy)
     if tool_timeout is not None:
-        check_positive_number("tool_timeout", tool_timeout)
+        check_seconds("tool_timeout", tool_timeout, positive=True, finite=True)
     if wait_timeout is not None:
-        check_positive_number("wait_timeout", wait_timeout)
+        check_seconds("wait_timeout", wait_timeout, positive=True, finite=True)
 
 
 def catalog_of(router: object, catalog: object) -> ToolCatalog | None:
@@ -377,12 +384,9 @@ def catalog_of(router: object, catalog: object) -> ToolCatalog | None:
         TypeError: ``catalog`` is given but is not a `ToolCatalog`.
     """
     if catalog is not None:
-        if not isinstance(catalog, ToolCatalog):
-            raise TypeError(
-                f"catalog must be a ToolCatalog (a ToolRouter: its specs and sequential tools), "
-                f"got {catalog!r}"
-            )
-        return catalog
+        what = "a ToolCatalog (a ToolRouter: its specs and sequential tools)"
+        check_instance("catalog", catalog, ToolCatalog, what)
+        return cast("ToolCatalog", catalog)
     if isinstance(router, ToolRouter):  # the common case, without a protocol check's cost
         return router
     return router if isinstance(router, ToolCatalog) else None

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
 from typing_extensions import override
 
 from .._service import Service
+from .._validate import check_instance
 from ..errors import InvalidToolArguments, ToolError, ToolNotFound
 from ._batch import current_batch, current_clock
 from .models import ToolInvocation, ToolOutput, ToolSpec
@@ -76,9 +77,8 @@ class ToolRouter(Service[ToolInvocation, ToolOutput], direct_call=True):
             ValueError: A tool of that name is registered already.
         """
         candidate: object = tool
-        if not isinstance(candidate, Tool):
-            hint = "; decorate it with @tool" if callable(candidate) else ""
-            raise TypeError(f"ToolRouter needs Tool objects, got {candidate!r}{hint}")
+        hint = "decorate it with @tool" if callable(candidate) else ""
+        check_instance("tool", candidate, Tool, "a Tool", hint=hint)
         if tool.name in self._tools:
             raise ValueError(
                 f"a tool named {tool.name!r} is registered already; give one of them another "

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, final, overload
 
 from typing_extensions import override
 
-from .._service import Service, callable_name, is_async_callable
+from .._callables import callable_name, is_async_callable
+from .._service import Service
+from .._validate import (
+    check_callable,
+    check_instance,
+    check_positive_int,
+    check_seconds,
+    check_str,
+)
 from ._batch import current_batch, current_clock
 from ._schema import ArgumentsSchema, describe, validate_tool_name
 from ._threads import DEFAULT_THREAD_LIMITER, ThreadLimiter, run_in_thread
@@ -92,7 +99,8 @@ class Tool(Service[dict[str, Any], Any], direct_call=True):
 
     Raises:
         TypeError: A parameter has no annotation, a type JSON Schema cannot express, or is
-            ``*args``/``**kwargs``.
+            ``*args``/``**kwargs``; or an argument has the wrong type (``fn`` not callable,
+            ``concurrency_limit`` not an int, ``timeout`` not a number...).
         ValueError: An invalid name, ``concurrency_limit`` or ``timeout``, or no description
             (neither a docstring nor ``description=``).
 
@@ -127,16 +135,20 @@ class Tool(Service[dict[str, Any], Any], direct_call=True):
         sequential: bool = False,
         thread_limiter: ThreadLimiter | None = None,
     ) -> None:
-        if not callable(fn):
-            raise TypeError(f"@tool needs a function, got {type(fn).__name__}")
+        check_callable("tool(fn)", fn)
         tool_name = validate_tool_name(name if name is not None else getattr(fn, "__name__", ""))
         doc, parameter_docs = describe(fn)
-        if description is not None and not isinstance(description, str):
-            raise TypeError(f"tool {tool_name!r}: description must be a str")
-        _check_limit(tool_name, concurrency_limit)
-        _check_timeout(tool_name, timeout)
-        if thread_limiter is not None and not isinstance(thread_limiter, ThreadLimiter):
-            raise TypeError(f"tool {tool_name!r}: thread_limiter must be a ThreadLimiter")
+        where = f"tool {tool_name!r}:"
+        if description is not None:
+            check_str(f"{where} description", description)
+        if concurrency_limit is not None:
+            check_positive_int(f"{where} concurrency_limit", concurrency_limit)
+        if timeout is not None:
+            check_seconds(f"{where} timeout", timeout, positive=True, finite=True)
+        if thread_limiter is not None:
+            check_instance(
+                f"{where} thread_limiter", thread_limiter, ThreadLimiter, "a ThreadLimiter"
+            )
         self.fn = fn
         self.name = tool_name
         self.description = description if description is not None else doc
@@ -212,25 +224,6 @@ class Tool(Service[dict[str, Any], Any], direct_call=True):
         return f"Tool({self.name!r})"
 
 
-def _check_limit(name: str, limit: object) -> None:
-    if limit is None:
-        return
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"tool {name!r}: concurrency_limit must be an int >= 1, got {limit!r}")
-
-
-def _check_timeout(name: str, timeout: object) -> None:
-    if timeout is None:
-        return
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise ValueError(f"tool {name!r}: timeout must be seconds > 0, got {timeout!r}")
-
-
 def _stack(
     invoke: Service[Any, Any], concurrency_limit: int | None, timeout: float | None
 ) -> Service[Any, Any]:
@@ -304,7 +297,8 @@ def tool(
         The tool, or a decorator that makes one.
 
     Raises:
-        TypeError: A parameter cannot be described to a model (see `Tool`).
+        TypeError: A parameter cannot be described to a model, or an argument has the wrong
+            type (see `Tool`).
         ValueError: An invalid name, ``concurrency_limit`` or ``timeout``, or a function
             without a docstring and no ``description=``.
     """
