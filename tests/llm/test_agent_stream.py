@@ -562,3 +562,5 @@ async def test_bad_prompts_are_refused_when_the_stream_is_made() -> None:
     agent = agent_for()
     with pytest.raises(ValueError, match="non-empty list of Message"):
         agent.run_stream([])
+    with pytest.raises(TypeError, match="early_start must be a bool, got str"):
+        agent.run_stream("go", early_start="no")  # type: ignore[arg-type]

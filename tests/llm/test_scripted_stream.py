@@ -117,11 +117,11 @@ async def test_a_stream_left_early_stops_where_it_was() -> None:
     [
         ([(1.0, "a", "b")], TypeError, "piece 0 must be a .delay, str | ToolCall. pair"),
         (["a"], TypeError, "piece 0 must be a .delay, str | ToolCall. pair"),
-        ([(True, "a")], TypeError, "piece 0: the delay must be seconds"),
-        ([("1", "a")], TypeError, "piece 0: the delay must be seconds"),
-        ([(0.0, "a"), (-1.0, "b")], ValueError, "piece 1: the delay must be seconds >= 0"),
-        ([(float("inf"), "a")], ValueError, "piece 0: the delay must be seconds >= 0"),
-        ([(float("nan"), "a")], ValueError, "piece 0: the delay must be seconds >= 0"),
+        ([(True, "a")], TypeError, "piece 0: the delay must be a finite number of seconds >= 0"),
+        ([("1", "a")], TypeError, "piece 0: the delay must be a finite number of seconds >= 0"),
+        ([(0.0, "a"), (-1.0, "b")], ValueError, "piece 1: the delay must be a finite number"),
+        ([(float("inf"), "a")], ValueError, "piece 0: the delay must be a finite number"),
+        ([(float("nan"), "a")], ValueError, "piece 0: the delay must be a finite number"),
         ([(1.0, 42)], TypeError, "piece 0 must be text .str. or a ToolCall, got int"),
     ],
 )

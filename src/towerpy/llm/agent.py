@@ -196,10 +196,12 @@ class Agent:
 
         Raises:
             ValueError: ``prompt`` is neither a str nor a non-empty list of messages.
+            TypeError: ``early_start`` is not a bool, or a message of ``prompt`` not a message.
         """
         from ._agent_stream import AgentStream  # here: that module imports this one
 
-        return AgentStream(self, self._start(prompt), early_start=bool(early_start))
+        check_instance("early_start", early_start, bool, "a bool")
+        return AgentStream(self, self._start(prompt), early_start=early_start)
 
     def run_sync(self, prompt: str | list[Message], *, backend: str = "asyncio") -> AgentResult:
         """Runs `run` in a new event loop, for scripts and notebooks without one.

@@ -12,7 +12,7 @@ from typing_extensions import override
 
 from .._callables import callable_name
 from .._service import Service
-from .._validate import check_seconds
+from .._validate import check_instance, check_seconds
 from ..errors import ScriptExhausted
 from .events import (
     ModelFinished,
@@ -61,15 +61,9 @@ class Streamed:
                     f"piece {index} must be a (delay, str | ToolCall) pair, got {pair!r}"
                 )
             delay, piece = pair
-            if isinstance(delay, bool) or not isinstance(delay, int | float):
-                raise TypeError(f"piece {index}: the delay must be seconds, got {delay!r}")
-            if not 0 <= delay < math.inf:
-                raise ValueError(f"piece {index}: the delay must be seconds >= 0, got {delay!r}")
-            if not isinstance(piece, str | ToolCall):
-                raise TypeError(
-                    f"piece {index} must be text (str) or a ToolCall, got {type(piece).__name__}"
-                )
-            checked.append((float(delay), piece))
+            seconds = check_seconds(f"piece {index}: the delay", delay, finite=True)
+            check_instance(f"piece {index}", piece, (str, ToolCall), "text (str) or a ToolCall")
+            checked.append((seconds, piece))
         self.pieces = tuple(checked)
         text = "".join(piece for _, piece in checked if isinstance(piece, str))
         calls = [piece for _, piece in checked if isinstance(piece, ToolCall)]
@@ -94,10 +88,9 @@ class ScriptedModel(Service[ChatRequest, StepOutcome], direct_call=True):
     Each call takes the next entry, in the order the calls arrive: an assistant `Message`
     (``Message.assistant(...)``), a `Streamed` answer (pieces with delays), or a function (sync
     or async) of the `ChatRequest` that returns one, for answers that depend on what the tools
-    said. The outcome's ``messages`` are the
-    request's plus the answer; ``tool_calls`` are the answer's tool calls; ``done`` is True when
-    it asks for none. ``usage`` is an estimate (four characters to a token), so token-based rate
-    limits can be tried offline.
+    said. The outcome's ``messages`` are the request's plus the answer; ``tool_calls`` are the
+    answer's tool calls; ``done`` is True when it asks for none. ``usage`` is an estimate (four
+    characters to a token), so token-based rate limits can be tried offline.
 
     ``ready()`` returns at once. ``call()`` waits ``latency`` seconds (virtual time in tests),
     and a `Streamed` answer's duration, then answers. ``stream(request)`` answers the same
