@@ -84,6 +84,7 @@ class McpTools:
         "_stack",
         "_timeouts",
         "_tools",
+        "_updated",
         "_version",
         "label",
         "prefix",
@@ -120,6 +121,7 @@ class McpTools:
         self._version = 0
         self._lock = anyio.Lock()
         self._changed = anyio.Event()
+        self._updated = anyio.Event()
 
     @classmethod
     def stdio(
@@ -255,8 +257,10 @@ class McpTools:
         if self._stack is not None:
             raise RuntimeError(f"McpTools for {self.label!r} is connected already")
         from mcp import Client
+        from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-        async with AsyncExitStack() as stack:
+        stack = AsyncExitStack()
+        try:
             transport = self._connect(stack)
             client = Client(transport, mode=self._mode, message_handler=self._on_message)
             await stack.enter_async_context(client)
@@ -267,23 +271,22 @@ class McpTools:
             stack.callback(group.cancel_scope.cancel)  # runs first: stops the background work
             self._client = client
             self._changed = anyio.Event()
-            try:
-                await self.refresh()
-                self._check_options()
-                group.start_soon(self._refresher)
-                tools = client.server_capabilities.tools
-                from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-
-                if (
-                    client.protocol_version in MODERN_PROTOCOL_VERSIONS
-                    and tools is not None
-                    and tools.list_changed
-                ):
-                    await group.start(self._listen, client)
-            except BaseException:
-                self._client = None
-                raise
-            self._stack = stack.pop_all()
+            await self.refresh()
+            self._check_options()
+            group.start_soon(self._refresher)
+            tools = client.server_capabilities.tools
+            if (
+                client.protocol_version in MODERN_PROTOCOL_VERSIONS
+                and tools is not None
+                and tools.list_changed
+            ):
+                await group.start(self._listen, client)
+        except BaseException:
+            self._client = None
+            # closed without the error: the SDK's task groups would wrap it in a group
+            await stack.aclose()
+            raise
+        self._stack = stack
         return self
 
     async def __aexit__(
@@ -294,7 +297,9 @@ class McpTools:
     ) -> None:
         stack, self._stack, self._client = self._stack, None, None
         if stack is not None:
-            await stack.__aexit__(exc_type, exc, tb)
+            # the block's own exception is not the connection's: it propagates as it is,
+            # never wrapped in an exception group by the SDK's task groups
+            await stack.aclose()
 
     async def _on_message(self, message: IncomingMessage) -> None:
         from mcp.types import ToolListChangedNotification
@@ -362,6 +367,22 @@ class McpTools:
             self._tools, self._mcp_names = tools, mcp_names
             if changed:
                 self._version += 1
+                self._updated.set()
+                self._updated = anyio.Event()
+
+    async def wait_changed(self, since: int) -> int:
+        """Waits until `tools_version` differs from ``since`` (at once if it does already).
+
+        Example:
+            >>> version = tools.tools_version
+            >>> await tools.wait_changed(version)  # the server's list changed, and was read
+
+        Returns:
+            The new `tools_version`.
+        """
+        while self._version == since:
+            await self._updated.wait()
+        return self._version
 
     async def _list(self, client: Client) -> list[McpTool]:
         listed: list[McpTool] = []
