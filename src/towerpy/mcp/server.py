@@ -193,10 +193,10 @@ async def serve_mcp(
     """
     if transport not in ("stdio", "http"):
         raise ValueError(f"transport must be 'stdio' or 'http', got {transport!r}")
-    server = mcp_server(router, name=name, version=version, catalog=catalog)
     if transport == "stdio":
         from mcp.server.stdio import stdio_server
 
+        server = mcp_server(router, name=name, version=version, catalog=catalog)
         async with stdio_server() as (read, write):
             task_status.started(None)
             await server.run(read, write, server.create_initialization_options())
@@ -206,9 +206,9 @@ async def serve_mcp(
             "serve_mcp(transport='http') runs uvicorn, which needs asyncio; on trio, serve "
             "mcp_app(router) with an ASGI server that runs on trio (hypercorn)"
         )
+    app = mcp_app(router, name=name, version=version, catalog=catalog, path=path, host=host)
     import uvicorn
 
-    app = server.streamable_http_app(streamable_http_path=path, host=host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
