@@ -13,7 +13,7 @@ import pytest
 
 from towerpy import Elapsed, InvalidToolArguments, ToolError
 from towerpy.llm import Agent, Message, ScriptedModel, ToolCall
-from towerpy.mcp import McpTools
+from towerpy.mcp import McpTools, mcp_server
 from towerpy.tools import JoinPolicy, ParallelToolRouter, Tool, ToolInvocation, ToolRouter
 
 from .kit import CALL_BOUND, CONNECT_BOUND, SERVER, stdio_server
@@ -25,7 +25,7 @@ def invocation(name: str, id: str = "1", **arguments: object) -> ToolInvocation:
     return ToolInvocation(id=id, name=name, arguments=arguments)
 
 
-async def test_lists_the_tools_into_specs_and_calls_them_as_towerpy_tools() -> None:
+async def test_lists_the_tools_into_specs_calls_them_and_maps_results_and_errors() -> None:
     with anyio.fail_after(CONNECT_BOUND + CALL_BOUND):
         async with stdio_server() as tools:
             assert {"sleep", "fail", "forecast", "work", "hang", "die"} <= set(tools.names)
@@ -51,26 +51,26 @@ async def test_lists_the_tools_into_specs_and_calls_them_as_towerpy_tools() -> N
             with pytest.raises(InvalidToolArguments, match=r"seconds: expected number"):
                 await router(invocation("sleep", seconds="long"))
 
-
-async def test_a_protocol_error_raises_tool_error_with_the_sdk_error_as_cause() -> None:
-    with anyio.fail_after(CONNECT_BOUND + CALL_BOUND):
-        async with stdio_server() as tools:
-            router = ToolRouter(tools)
+            # a JSON-RPC error is a protocol error: ToolError, the SDK's error as its cause
             with pytest.raises(ToolError, match=r"tool 'refuse': .* answered with error") as caught:
                 await router(invocation("refuse"))
             assert "refused on purpose" in str(caught.value)
             assert type(caught.value.__cause__).__name__ == "MCPError"
-            # under ISOLATE, the model reads it
             parallel = ParallelToolRouter(router, policy=JoinPolicy.ISOLATE)
-            [output] = await parallel([invocation("refuse")])
+            [output] = await parallel([invocation("refuse")])  # under ISOLATE, the model reads it
             assert output.is_error
             assert "refused on purpose" in output.content
 
+            # a name providers refuse is mapped; the call uses the server's name
+            name = tools.towerpy_name("dotted.name/tool")
+            assert name == "dotted_name_tool"
+            assert (await router(invocation(name))).content == {"result": "dotted"}
 
-async def test_limits_hold_across_mcp_calls() -> None:
+
+async def test_limits_and_barriers_hold_across_mcp_calls() -> None:
     # peak in flight as the server itself counts it: 2 with the limit, all 6 without
     with anyio.fail_after(CONNECT_BOUND + 2 * CALL_BOUND):
-        async with stdio_server(concurrency_limit={"work": 2}) as tools:
+        async with stdio_server(concurrency_limit={"work": 2}, sequential=["forecast"]) as tools:
             parallel = ParallelToolRouter(ToolRouter(tools), limit=12)
             limited = [invocation("work", str(i), seconds=0.2) for i in range(6)]
             unlimited = [invocation("work_unlimited", str(i), seconds=0.2) for i in range(6)]
@@ -80,6 +80,16 @@ async def test_limits_hold_across_mcp_calls() -> None:
             assert peak.content == {"result": 2}
             free = await ToolRouter(tools)(invocation("peak", kind="work_unlimited"))
             assert free.content == {"result": 6}
+
+            # a sequential tool is a barrier: the call before it ran alone, the two after together
+            router = ToolRouter(tools)
+            assert router.is_sequential("forecast")
+            assert not router.is_sequential("work")
+            batch = [invocation("work_unlimited", str(i), seconds=0.2) for i in range(3)]
+            batch.insert(1, invocation("forecast", "f", city="Oslo"))
+            outputs = await ParallelToolRouter(router, limit=10)(batch)
+            overlaps = [output.content["result"] for output in outputs if output.name != "forecast"]
+            assert overlaps == [1, 2, 2]
 
 
 async def test_one_limit_for_the_whole_server() -> None:
@@ -93,24 +103,7 @@ async def test_one_limit_for_the_whole_server() -> None:
             assert max(output.content["result"] for output in outputs) == 3
 
 
-async def test_a_hanging_tool_times_out_and_the_session_stays_usable() -> None:
-    with anyio.fail_after(CONNECT_BOUND + 2 * CALL_BOUND):
-        async with stdio_server(timeout={"hang": 0.5}) as tools:
-            router = ToolRouter(tools)
-            with pytest.raises(Elapsed):
-                await router(invocation("hang"))
-            # the session goes on: the next calls are answered
-            assert (await router(invocation("sleep", seconds=0))).content == {"result": "slept 0.0"}
-            parallel = ParallelToolRouter(router, policy=JoinPolicy.ISOLATE)
-            outputs = await parallel(
-                [invocation("hang", "a"), invocation("forecast", "b", city="X")]
-            )
-            assert outputs[0].is_error
-            assert outputs[0].content == "tool 'hang' timed out after 0.5 seconds"
-            assert outputs[1].content["city"] == "X"
-
-
-async def test_a_server_that_dies_mid_call_is_a_tool_error_and_the_agent_goes_on() -> None:
+async def test_a_hanging_tool_times_out_then_a_server_that_dies_mid_call_is_a_tool_error() -> None:
     script = [
         Message.assistant(
             tool_calls=[
@@ -120,9 +113,22 @@ async def test_a_server_that_dies_mid_call_is_a_tool_error_and_the_agent_goes_on
         ),
         Message.assistant("the server went away; I will answer without it"),
     ]
-    with anyio.fail_after(CONNECT_BOUND + CALL_BOUND):
-        async with stdio_server() as tools:
-            agent = Agent(ScriptedModel(script), tools=ToolRouter(tools))
+    with anyio.fail_after(CONNECT_BOUND + 2 * CALL_BOUND):
+        async with stdio_server(timeout={"hang": 0.5}) as tools:
+            router = ToolRouter(tools)
+            with pytest.raises(Elapsed):
+                await router(invocation("hang"))
+            # the session goes on: the next calls are answered
+            assert (await router(invocation("sleep", seconds=0))).content == {"result": "slept 0.0"}
+            parallel = ParallelToolRouter(router, policy=JoinPolicy.ISOLATE)
+            batch = [invocation("hang", "a"), invocation("forecast", "b", city="X")]
+            outputs = await parallel(batch)
+            assert outputs[0].is_error
+            assert outputs[0].content == "tool 'hang' timed out after 0.5 seconds"
+            assert outputs[1].content["city"] == "X"
+
+            # then the server exits while a call is in flight: the agent (ISOLATE) goes on
+            agent = Agent(ScriptedModel(script), tools=router)
             result = await agent.run("sleep, then die")
             assert result.output == "the server went away; I will answer without it"
             results = [m for m in result.messages if m.role == "tool"]
@@ -131,13 +137,19 @@ async def test_a_server_that_dies_mid_call_is_a_tool_error_and_the_agent_goes_on
                 assert message.is_error
                 assert "closed the connection (it exited or crashed)" in (message.content or "")
             with pytest.raises(ToolError, match="closed the connection"):
-                await ToolRouter(tools)(invocation("sleep", seconds=0))
+                await router(invocation("sleep", seconds=0))
 
 
-async def test_calls_after_the_block_ends_say_it_is_not_connected() -> None:
-    with anyio.fail_after(CONNECT_BOUND):
+async def test_an_error_in_the_block_propagates_as_it_is_and_later_calls_fail_clearly() -> None:
+    async def fail_inside() -> ToolRouter:
         async with stdio_server() as tools:
-            router = ToolRouter(tools)
+            routers.append(ToolRouter(tools))
+            raise KeyError("mine")
+
+    routers: list[ToolRouter] = []
+    with anyio.fail_after(CONNECT_BOUND), pytest.raises(KeyError, match="mine"):
+        await fail_inside()
+    [router] = routers
     with pytest.raises(ToolError, match="not connected"):
         await router(invocation("sleep", seconds=0))
 
@@ -175,34 +187,11 @@ async def test_several_servers_in_one_router_with_prefixes() -> None:
             assert flat.names == router.names
 
 
-async def test_names_providers_refuse_are_mapped_and_calls_use_the_mcp_name() -> None:
-    with anyio.fail_after(CONNECT_BOUND + CALL_BOUND):
-        async with stdio_server() as tools:
-            name = tools.towerpy_name("dotted.name/tool")
-            assert name == "dotted_name_tool"
-            output = await ToolRouter(tools)(invocation(name))
-            assert output.content == {"result": "dotted"}
-
-
 async def test_options_naming_a_tool_the_server_lacks_are_refused_at_connect() -> None:
     with anyio.fail_after(CONNECT_BOUND):
         with pytest.raises(ValueError, match=r"no tool named 'slep'.*'sleep'"):
             async with stdio_server(timeout={"slep": 1.0}):
                 pass  # pragma: no cover - the connection is refused
-
-
-async def test_sequential_tools_are_barriers() -> None:
-    with anyio.fail_after(CONNECT_BOUND + CALL_BOUND):
-        async with stdio_server(sequential=["work"]) as tools:
-            router = ToolRouter(tools)
-            assert router.is_sequential("work")
-            assert not router.is_sequential("sleep")
-            batch = [invocation("work_unlimited", str(i), seconds=0.2) for i in range(3)]
-            batch.insert(1, invocation("work", "w", seconds=0.2))
-            outputs = await ParallelToolRouter(router, limit=10)(batch)
-            # work ran alone; the two calls after it ran together
-            overlaps = [output.content["result"] for output in outputs]
-            assert overlaps == [1, 1, 2, 2]
 
 
 def test_bad_options_are_refused_at_construction() -> None:
@@ -229,8 +218,11 @@ def test_a_router_given_tools_that_never_connected_says_how_to_connect() -> None
         ToolRouter(tools)
 
 
-async def test_an_error_in_the_block_propagates_as_it_is() -> None:
-    with anyio.fail_after(CONNECT_BOUND):
-        with pytest.raises(KeyError, match="mine"):
-            async with stdio_server():
-                raise KeyError("mine")
+def test_without_the_sdk_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "mcp", None)  # import mcp now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'towerpy\[mcp\]'"):
+        McpTools.stdio(sys.executable)
+    with pytest.raises(ImportError, match=r"McpTools.http needs the 'mcp' package"):
+        McpTools.http("http://127.0.0.1:1/mcp")
+    with pytest.raises(ImportError, match=r"serve_mcp needs the 'mcp' package"):
+        mcp_server(ToolRouter())
