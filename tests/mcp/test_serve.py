@@ -13,8 +13,8 @@ from typing import Any
 
 import anyio
 import pytest
-
 from mcp import Client, MCPError, StdioServerParameters
+
 from towerpy import ConcurrencyLimitLayer
 from towerpy.mcp import McpTools, mcp_server, serve_mcp
 from towerpy.tools import ToolInvocation, ToolRouter
