@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, Literal, TextIO, final
 
 import anyio
 
 from ..errors import ToolError
-from ..limit.concurrency import ConcurrencyLimiter
-from ..limit.protocols import ConcurrencyBackend
 from ..tools.router import ErrorResult
 from ..tools.tool import Tool
 from ._convert import check_prefix, error_text, import_mcp, result_content, towerpy_names
+from ._options import Limit, limits, same, timeouts
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
     from types import TracebackType
     from typing import Self
 
@@ -36,7 +34,6 @@ _log = logging.getLogger("towerpy.mcp")
 _PAGES = 100  # tools/list pages read at most: a server whose cursor never ends cannot hang us
 _CONNECTION_CLOSED = -32000
 
-Limit = int | ConcurrencyBackend
 Mode = Literal["auto", "legacy"]
 
 
@@ -104,8 +101,8 @@ class McpTools:
         self._connect = connect
         self.label = label
         self.prefix = check_prefix(prefix)
-        self._limits = _limits(concurrency_limit)
-        self._timeouts = _timeouts(timeout)
+        self._limits = limits(concurrency_limit)
+        self._timeouts = timeouts(timeout)
         if isinstance(sequential, str) or not isinstance(sequential, Iterable):
             raise TypeError(
                 f"sequential must be tool names (a list of str), got {type(sequential).__name__}"
@@ -359,7 +356,7 @@ class McpTools:
             for item in listed:
                 name = names[item.name]
                 tool = old.get(name)
-                if tool is None or not _same(tool, item, self._mcp_names.get(name)):
+                if tool is None or not same(tool, item, self._mcp_names.get(name)):
                     tool = self._make(name, item)
                 tools[name] = tool
                 mcp_names[name] = item.name
@@ -522,61 +519,3 @@ class McpTools:
     def __repr__(self) -> str:
         state = "connected" if self._client is not None else "not connected"
         return f"McpTools({self.label!r}, {state})"
-
-
-def _same(tool: Tool, item: McpTool, mcp_name: str | None) -> bool:
-    return (
-        mcp_name == item.name
-        and tool.description == (item.description or item.title or tool.description)
-        and tool.spec.parameters == {"type": "object", "properties": {}, **item.input_schema}
-    )
-
-
-def _limits(value: object) -> dict[str | None, Limit]:
-    if value is None:
-        return {}
-    if isinstance(value, Mapping):
-        limits: dict[str | None, Limit] = {}
-        for name, limit in value.items():
-            if not isinstance(name, str):
-                raise TypeError(f"concurrency_limit keys must be tool names, got {name!r}")
-            limits[name] = _limit(limit, f"concurrency_limit[{name!r}]")
-        return limits
-    return {None: _limit(value, "concurrency_limit")}
-
-
-def _limit(value: object, what: str) -> Limit:
-    if isinstance(value, ConcurrencyBackend):
-        return value
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be an int >= 1 or a ConcurrencyLimiter, got {value!r}")
-    # one limiter for the name, whatever tool object serves it: a refresh keeps the count
-    return ConcurrencyLimiter(value)
-
-
-def _timeouts(value: object) -> dict[str | None, float]:
-    if value is None:
-        return {}
-    if isinstance(value, Mapping):
-        return {
-            _key(name, "timeout"): _seconds(seconds, f"timeout[{name!r}]")
-            for name, seconds in value.items()
-        }
-    return {None: _seconds(value, "timeout")}
-
-
-def _key(name: object, what: str) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"{what} keys must be tool names, got {name!r}")
-    return name
-
-
-def _seconds(value: object, what: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{what} must be seconds > 0, got {value!r}")
-    return float(value)
