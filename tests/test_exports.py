@@ -19,6 +19,7 @@ PUBLIC_MODULES = [
     "towerpy.llm.openai",
     "towerpy.load_shed",
     "towerpy.lowlevel",
+    "towerpy.mcp",
     "towerpy.redis",
     "towerpy.retry",
     "towerpy.testing",

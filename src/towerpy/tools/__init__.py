@@ -6,12 +6,13 @@ from .bash import Bash, BashResult, bash_tool
 from .layer import ParallelTools, ParallelToolsLayer
 from .models import ToolInvocation, ToolOutput, ToolSpec
 from .parallel import JoinPolicy, ParallelToolRouter, describe_failure
-from .router import ToolCatalog, ToolRouter
+from .router import ErrorResult, ToolCatalog, ToolGroup, ToolRouter
 from .tool import Tool, tool
 
 __all__ = [
     "Bash",
     "BashResult",
+    "ErrorResult",
     "JoinPolicy",
     "OpenBatch",
     "ParallelToolRouter",
@@ -20,6 +21,7 @@ __all__ = [
     "ThreadLimiter",
     "Tool",
     "ToolCatalog",
+    "ToolGroup",
     "ToolInvocation",
     "ToolOutput",
     "ToolRouter",
