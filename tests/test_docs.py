@@ -39,6 +39,7 @@ import pytest
 
 from .llm.fake_provider import FakeProvider, Recorded, Reply
 from .llm.provider_kit import ANTHROPIC, OPENAI
+from .llm.sse import pieces_for, streamed
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -132,6 +133,8 @@ BLOCKS = [
 
 def _answer(recorded: Recorded) -> Reply:
     kit = OPENAI if recorded.path.endswith("/chat/completions") else ANTHROPIC
+    if isinstance(recorded.body, dict) and recorded.body.get("stream"):
+        return streamed(pieces_for(kit.name, [(0.0, f"Hello from {kit.name}!")], [], usage=(9, 4)))
     return kit.text(f"Hello from {kit.name}!", usage=(9, 4))
 
 

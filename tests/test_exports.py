@@ -15,6 +15,7 @@ PUBLIC_MODULES = [
     "towerpy.limit",
     "towerpy.llm",
     "towerpy.llm.anthropic",
+    "towerpy.llm.events",
     "towerpy.llm.openai",
     "towerpy.load_shed",
     "towerpy.lowlevel",

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from ..tools.models import ToolInvocation, ToolOutput, ToolSpec
     from ..tools.router import ToolCatalog
+    from ._agent_stream import AgentStream
 
 __all__ = ["Agent", "AgentResult"]
 
@@ -162,6 +163,45 @@ class Agent:
                 outcome = outcome.with_tool_results(await self._parallel(outcome.tool_calls))
             messages = list(outcome.messages)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def run_stream(self, prompt: str | list[Message], *, early_start: bool = True) -> AgentStream:
+        """Runs one conversation as `run` does, yielding its events as they happen.
+
+        Consume it as ``async with agent.run_stream(prompt) as events: async for event in
+        events:``. It yields every event of each model call (`TextDelta`, `ToolCallStarted`,
+        `ToolCallComplete`, `ModelFinished`), `ToolStarted` and `ToolFinished` for each tool
+        call, `StepFinished` after each step, and lastly `RunFinished` with the `AgentResult`.
+        The model is called through its ``stream(request)`` method when the step service has
+        one (the provider adapters and `ScriptedModel` do; layers around them do not pass it
+        through), else through ``call()``, as one `ModelFinished` event.
+
+        With ``early_start``, each tool call starts the moment its arguments are complete,
+        while the model is still writing the rest of its answer: through the same
+        `ParallelToolRouter` as `run`, under the same limit, timeouts, barriers and join
+        policy, and the next model call still sees the results in call order. On the last
+        allowed step no tool starts (the run fails with `MaxStepsExceeded`, as `run` does).
+
+        Leaving the ``async with`` block, by a ``break``, an exception or a cancellation,
+        cancels the model call and every tool the run started, and waits for them. See
+        `AgentStream` for iterating without the block.
+
+        Args:
+            prompt: The user's message, or a conversation to continue.
+            early_start: Start each tool call as soon as it is complete (True), or only once
+                the model's answer is over (False, as `run` does).
+
+        Returns:
+            The stream of the run's events; the run fails by raising from the iteration
+            (`MaxStepsExceeded`, a provider's error, a tool's under ``FAIL_FAST``/``JOIN_ALL``).
+
+        Raises:
+            ValueError: ``prompt`` is neither a str nor a non-empty list of messages.
+            TypeError: ``early_start`` is not a bool, or a message of ``prompt`` not a message.
+        """
+        from ._agent_stream import AgentStream  # here: that module imports this one
+
+        check_instance("early_start", early_start, bool, "a bool")
+        return AgentStream(self, self._start(prompt), early_start=early_start)
 
     def run_sync(self, prompt: str | list[Message], *, backend: str = "asyncio") -> AgentResult:
         """Runs `run` in a new event loop, for scripts and notebooks without one.

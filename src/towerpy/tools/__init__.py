@@ -1,5 +1,6 @@
 """Tools: what a model may call, how calls are routed, and how batches of them run."""
 
+from ._incremental import OpenBatch
 from ._threads import ThreadLimiter
 from .bash import Bash, BashResult, bash_tool
 from .layer import ParallelTools, ParallelToolsLayer
@@ -13,6 +14,7 @@ __all__ = [
     "BashResult",
     "ErrorResult",
     "JoinPolicy",
+    "OpenBatch",
     "ParallelToolRouter",
     "ParallelTools",
     "ParallelToolsLayer",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     from ._fanout import FanOut
+    from ._incremental import OpenBatch
 
 __all__ = [
     "JoinPolicy",
@@ -213,6 +214,35 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
                 report_threads(state.error, batch)
             raise state.error
         return state.outputs
+
+    def open_batch(
+        self,
+        *,
+        on_start: Callable[[int, ToolInvocation], None] | None = None,
+        on_finish: Callable[[int, ToolOutput, Exception | None], None] | None = None,
+    ) -> OpenBatch:
+        """Opens a batch that takes its invocations one at a time, each starting at once.
+
+        For the tool calls of a streamed model answer: each is submitted the moment its
+        arguments are complete, under this router's limit, timeouts, barriers and policy (see
+        `OpenBatch`). ``call(invocations)`` is the same batch with every invocation known.
+
+        Args:
+            on_start: Called with ``(index, invocation)`` when an invocation takes its place.
+            on_finish: Called with ``(index, output, error)`` when it has finished.
+        """
+        from ._incremental import OpenBatch  # here: that module imports this one
+
+        return OpenBatch(
+            self.router,
+            self.limit,
+            self.policy,
+            run_timed=self._run_timed if self._timed else None,
+            sequential=self._sequential,
+            describe=self._describe,
+            on_start=on_start,
+            on_finish=on_finish,
+        )
 
     def _barriers(self, invocations: Sequence[ToolInvocation]) -> Iterator[int]:
         lookup = self._sequential
