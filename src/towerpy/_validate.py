@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import math
 from numbers import Real
+from typing import TYPE_CHECKING, TypeAlias
 
 from ._service import callable_name, is_async_callable
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = [
+    "Matcher",
     "check_cost",
+    "check_matcher",
     "check_plain_function",
     "check_positive_int",
     "check_positive_number",
     "check_seconds",
+    "matches",
 ]
+
+Matcher: TypeAlias = (
+    "tuple[type[BaseException], ...] | type[BaseException] | Callable[[BaseException], bool]"
+)
 
 
 def check_positive_int(name: str, value: object) -> int:
@@ -91,3 +102,61 @@ def check_plain_function(name: str, fn: object) -> None:
             f"{name} must be a plain (synchronous) function, got the async function "
             f"{callable_name(fn)!r}"
         )
+
+
+def check_matcher(
+    name: str, matcher: object
+) -> tuple[tuple[type[BaseException], ...], Callable[[BaseException], bool] | None]:
+    """Reads an exception matcher: a tuple of exception classes (or one class), or a predicate.
+
+    Returns:
+        The classes and None, or an empty tuple and the predicate.
+
+    Raises:
+        TypeError: ``matcher`` is neither: a tuple holding something that is not an exception
+            class, a class that is not an exception, an async function, any other object.
+    """
+    if isinstance(matcher, type):
+        if issubclass(matcher, BaseException):  # a lone class: surely meant as a 1-tuple
+            return (matcher,), None
+        raise TypeError(f"{name} needs exception classes, got the class {matcher.__name__}")
+    if isinstance(matcher, tuple):
+        for entry in matcher:
+            if not (isinstance(entry, type) and issubclass(entry, BaseException)):
+                raise TypeError(f"{name} needs a tuple of exception classes, got {entry!r} in it")
+        return matcher, None
+    if not callable(matcher):
+        raise TypeError(
+            f"{name} needs a tuple of exception classes or a function of the exception, "
+            f"got {type(matcher).__name__}"
+        )
+    if is_async_callable(matcher):
+        raise TypeError(
+            f"{name} needs a plain function that returns a bool, got the async function "
+            f"{callable_name(matcher)!r}"
+        )
+    return (), matcher
+
+
+def matches(name: str, matcher: object) -> Callable[[BaseException], bool]:
+    """Returns a predicate for a checked matcher (see `check_matcher`).
+
+    Only `Exception` instances ever match: cancellation and other `BaseException` never do,
+    whatever the matcher says.
+
+    Raises:
+        TypeError: As `check_matcher`.
+    """
+    classes, predicate = check_matcher(name, matcher)
+    if predicate is not None:
+        function = predicate
+
+        def match(error: BaseException) -> bool:
+            return isinstance(error, Exception) and bool(function(error))
+
+        return match
+
+    def match_classes(error: BaseException) -> bool:
+        return isinstance(error, Exception) and isinstance(error, classes)
+
+    return match_classes

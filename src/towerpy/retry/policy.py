@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
-from .._service import callable_name, is_async_callable
+from .._validate import check_matcher
 from .backoff import Backoff, ExponentialBackoff
 
 if TYPE_CHECKING:
@@ -42,31 +42,6 @@ class Policy(Protocol[ReqT]):
     def clone_request(self, request: ReqT) -> ReqT:
         """Returns the request to send for one try; called once before every try."""
         ...
-
-
-def _retry_on_predicate(
-    retry_on: RetryOn,
-) -> tuple[tuple[type[BaseException], ...], Callable[[BaseException], bool] | None]:
-    if isinstance(retry_on, type):
-        if issubclass(retry_on, BaseException):  # a lone class: surely meant as a 1-tuple
-            return (retry_on,), None
-        raise TypeError(f"retry_on needs exception classes, got the class {retry_on.__name__}")
-    if isinstance(retry_on, tuple):
-        for entry in retry_on:
-            if not (isinstance(entry, type) and issubclass(entry, BaseException)):
-                raise TypeError(f"retry_on needs a tuple of exception classes, got {entry!r} in it")
-        return retry_on, None
-    if not callable(retry_on):
-        raise TypeError(
-            f"retry_on needs a tuple of exception classes or a function of the exception, "
-            f"got {type(retry_on).__name__}"
-        )
-    if is_async_callable(retry_on):
-        raise TypeError(
-            f"retry_on needs a plain function that returns a bool, got the async function "
-            f"{callable_name(retry_on)!r}"
-        )
-    return (), retry_on
 
 
 class RetryPolicy:
@@ -132,7 +107,7 @@ class RetryPolicy:
             raise TypeError(f"budget needs to be a RetryBudget, got {type(budget).__name__}")
         self._max_attempts = max_attempts
         self._backoff: Backoff = ExponentialBackoff() if backoff is None else backoff
-        self._retry_on, self._predicate = _retry_on_predicate(retry_on)
+        self._retry_on, self._predicate = check_matcher("retry_on", retry_on)
         self._budget = budget
         self._respect_retry_after = bool(respect_retry_after)
         if max_retry_after is not None and not (
