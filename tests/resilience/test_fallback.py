@@ -171,11 +171,10 @@ async def test_a_fallback_of_another_request_type_is_a_map_request_away() -> Non
     async def other_provider(request: dict[str, str]) -> str:
         return f"{request['model']} answered {request['prompt']}"
 
-    backup = (
-        ServiceBuilder()
-        .map_request(lambda prompt: {"model": "backup-model", "prompt": prompt})
-        .service(service_fn(other_provider))
-    )
+    def for_other_provider(prompt: str) -> dict[str, str]:
+        return {"model": "backup-model", "prompt": prompt}
+
+    backup = ServiceBuilder().map_request(for_other_provider).service(service_fn(other_provider))
     svc = ServiceBuilder().fallback(backup).service(failing(CircuitOpen("open")))
     assert await svc("hi") == "backup-model answered hi"
 
@@ -213,7 +212,7 @@ def test_bad_arguments_are_refused_at_construction() -> None:
     with pytest.raises(TypeError, match="on needs a tuple of exception classes"):
         FallbackLayer(answering("a"), on=(ValueError, "x"))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="on needs"):
-        ServiceBuilder().fallback(answering("a"), on=3)  # type: ignore[arg-type]
+        ServiceBuilder().fallback(answering("a"), on=3)  # type: ignore[call-overload]
 
     async def predicate(error: BaseException) -> bool:
         return True

@@ -173,9 +173,7 @@ async def test_a_budget_ratio_of_zero_never_hedges() -> None:
 
 async def test_requests_the_idempotent_predicate_refuses_are_sent_once() -> None:
     backend = Backend(default=5.0)
-    svc = ServiceBuilder().hedge(
-        1.0, budget_ratio=1.0, idempotent=lambda request: request != "pay"
-    )
+    svc = ServiceBuilder().hedge(1.0, budget_ratio=1.0, idempotent=lambda request: request != "pay")
     built = svc.service(make_service(backend))
     await built("pay")
     assert len(backend.started) == 1
@@ -212,4 +210,4 @@ def test_an_async_idempotent_predicate_is_refused() -> None:
         return True
 
     with pytest.raises(TypeError, match="plain"):
-        HedgeLayer(idempotent=idempotent)
+        HedgeLayer(idempotent=idempotent)  # type: ignore[arg-type]
