@@ -17,6 +17,7 @@ PUBLIC_MODULES = [
     "towerpy.llm.anthropic",
     "towerpy.llm.openai",
     "towerpy.load_shed",
+    "towerpy.resilience",
     "towerpy.retry",
     "towerpy.testing",
     "towerpy.timeout",
