@@ -269,6 +269,43 @@ async def test_p2c_sends_fewer_requests_to_a_slower_endpoint() -> None:
     assert slow.requests  # probed again as its estimate decays
 
 
+async def test_a_call_that_hung_until_it_failed_makes_its_endpoint_look_slow() -> None:
+    mode = {"a": 0.1, "b": 0.1}
+
+    def endpoint(name: str) -> Probed:
+        async def answer(request: Any) -> Any:
+            latency = mode[name]
+            await anyio.sleep(abs(latency))
+            if latency < 0:
+                raise ProviderUnavailable(f"{name} failed", retryable=True)
+            return name
+
+        return Probed(service_fn(answer), name)
+
+    a, b = endpoint("a"), endpoint("b")
+    svc = Balance([a, b], rng=random.Random(3))
+    while not (a.requests and b.requests):  # one answer each: both estimates are 0.1 s
+        await svc("warm up")
+    mode["a"] = -2.0  # a hangs for 2 s, then fails
+    while True:
+        try:
+            await svc("probe")
+        except ProviderUnavailable:
+            break
+    sent_to_a = len(a.requests)
+    for _ in range(5):
+        assert await svc("next") == "b"
+    assert len(a.requests) == sent_to_a
+    a_latency = svc.statistics().endpoints[0].latency
+    assert a_latency is not None and a_latency > 1.5
+    mode["b"] = -0.001  # b fails at once: that must not make it look faster than it was
+    before = svc.statistics().endpoints[1].latency
+    with pytest.raises(ProviderUnavailable):
+        await svc("fast failure")
+    after = svc.statistics().endpoints[1].latency
+    assert before is not None and after is not None and after >= before * 0.999
+
+
 async def test_round_robin_takes_the_ready_endpoints_in_turn() -> None:
     services = [Probed(service_fn(echo), name) for name in "abc"]
     svc = Balance(services, choose="round_robin")

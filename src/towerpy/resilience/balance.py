@@ -108,7 +108,9 @@ class Balance(Service[ReqT, RespT], direct_call=True):
       gets the request. Load is the endpoint's peak-EWMA latency times its calls in flight
       plus one: an endpoint that answers slowly, or has many calls running, gets fewer. The
       estimate takes a slower answer at once and moves toward faster ones over ``decay``
-      seconds; before an endpoint's first answer, the mean of the others' is assumed.
+      seconds; before an endpoint's first answer, the mean of the others' is assumed. A
+      failed call counts as an answer as slow as it took (one that hung until a timeout
+      makes its endpoint look slow), but never as a faster one than the estimate.
     - ``choose="round_robin"``: the next ready one in turn.
 
     When none is ready, it waits for the first endpoint that becomes ready (racing their
@@ -327,6 +329,14 @@ class Balance(Service[ReqT, RespT], direct_call=True):
         start = current_time()
         try:
             response: RespT = await endpoint.service.call(request)  # with the pick's reservation
+        except Exception:
+            now = current_time()
+            # a failure only ever raises the estimate: a call that hung until its timeout makes
+            # the endpoint look slow, one that failed fast must not make it look fast
+            endpoint.observe(
+                now, max(now - start, endpoint.latency(now, self._decay) or 0.0), self._decay
+            )
+            raise
         finally:
             endpoint.in_flight -= 1
         now = current_time()
