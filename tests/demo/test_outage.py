@@ -63,7 +63,8 @@ async def test_the_timeline_shows_the_circuit_open_and_fits_the_width() -> None:
     rows = {line[:15].strip(): line[15:] for line in lines[1:-1] if line[:15].strip()}
     assert set(rows) == {"alpha calls", "circuit", "beta calls", "answers"}
     alpha_circuit, beta_circuit = [line[15:] for line in lines if line.startswith("  circuit")]
-    assert "▒" in alpha_circuit and "◇" in alpha_circuit
+    assert "▒" in alpha_circuit
+    assert "◇" in alpha_circuit
     assert set(beta_circuit) == {"─"}
     assert "✕" in rows["alpha calls"]
     ascii_lines = render(outcome, width=100, ascii_only=True).splitlines()
