@@ -14,16 +14,20 @@ from typing_extensions import override
 from .._runtime import current_time
 from .._service import Middleware, Service
 from .._validate import check_plain_function, check_positive_int, check_seconds
+from .._waiter import new_alarm
 from ..retry.budget import RetryBudget
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from .._waiter import Alarm
 
 __all__ = ["Hedge", "HedgeLayer", "HedgeStatistics"]
 
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 
+_NAME = "towerpy hedge"  # a task name given: anyio would otherwise build one per request
 _BUDGET_TTL = 10.0  # seconds: hedges are at most budget_ratio of the requests of this window
 
 
@@ -80,14 +84,22 @@ class _Window:
 
 @final
 class _Race(Generic[RespT]):
-    __slots__ = ("done", "first_error", "hedge_error", "hedged", "response")
+    __slots__ = ("alarm", "done", "first_error", "hedge_error", "hedged", "response", "stopped")
 
     def __init__(self) -> None:
         self.done = False
         self.hedged = False
+        self.stopped = False
+        self.alarm: Alarm | None = None
         self.response: RespT | None = None
         self.first_error: Exception | None = None
         self.hedge_error: Exception | None = None
+
+    def stop(self) -> None:
+        """Ends the wait for the hedge delay: no second attempt will be sent."""
+        self.stopped = True
+        if self.alarm is not None:
+            self.alarm.wake()
 
 
 def _check_ratio(value: object) -> float:
@@ -199,18 +211,21 @@ class Hedge(Middleware[ReqT, RespT], direct_call=True):
     async def _race(self, request: ReqT, delay: float) -> RespT:
         race: _Race[RespT] = _Race()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._second, request, delay, race, tg.cancel_scope)
+            tg.start_soon(self._second, request, delay, race, tg.cancel_scope, name=_NAME)
             start = current_time()
             try:
                 response = await self.inner(request)  # in this task: it has the reservation
             except Exception as exc:
                 race.first_error = exc
                 if not race.hedged:
-                    tg.cancel_scope.cancel()  # no second attempt yet: none will be sent
+                    race.stop()  # no second attempt yet: none will be sent
             else:
                 self._window.add(current_time() - start)
                 race.done, race.response = True, response
-                tg.cancel_scope.cancel()  # the second attempt, or its wait, ends here
+                if race.hedged:
+                    tg.cancel_scope.cancel()  # the second attempt loses
+                else:
+                    race.stop()  # the common case: the wait for the delay ends, nothing else
         if race.done:
             return race.response  # type: ignore[return-value]
         error = race.first_error
@@ -223,8 +238,11 @@ class Hedge(Middleware[ReqT, RespT], direct_call=True):
     async def _second(
         self, request: ReqT, delay: float, race: _Race[RespT], scope: anyio.CancelScope
     ) -> None:
-        await anyio.sleep(delay)
-        if not self._budget.withdraw():
+        alarm = race.alarm = new_alarm()
+        # an alarm the first attempt cuts short when it ends first: cheaper than a cancellation
+        if race.stopped or not await alarm.sleep_until(current_time() + delay):
+            return
+        if race.stopped or not self._budget.withdraw():
             return
         race.hedged = True
         self._hedged += 1
