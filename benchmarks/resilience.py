@@ -360,7 +360,7 @@ async def overhead() -> None:
         "service_fn(work)": plain,
         "circuit_breaker()": ServiceBuilder().circuit_breaker().service(plain),
         "fallback(...)": ServiceBuilder().fallback(plain).service(plain),
-        "hedge() (measuring latency, no hedge)": ServiceBuilder().hedge().service(plain),
+        "hedge() (a race per request, none hedged)": ServiceBuilder().hedge().service(plain),
         "Balance of 3 (p2c)": Balance([plain, plain, plain]),
         "Balance of 3 (round_robin)": Balance([plain, plain, plain], choose="round_robin"),
         "Balance of 3 circuit breakers (p2c)": Balance(
