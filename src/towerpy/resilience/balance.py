@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import math
 import random
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar, final
+from typing import TYPE_CHECKING, Literal, Self, TypeVar
 
 import anyio
 from typing_extensions import override
 
-from .. import _reserve
-from .._runtime import current_task, current_time
+from .._runtime import current_time
 from .._service import Service, callable_name
 from .._validate import check_positive_number
-from ..lowlevel import attach, detach, drop, held, hold, take
-from ._routing import waiting_for_admission
+from ..lowlevel import drop, held, hold, take
+from ._endpoint import BalanceStatistics, Endpoint, EndpointStatistics, give_back
+from ._first_ready import first_ready
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from types import TracebackType
 
-    from ..lowlevel import Handoff
 
 __all__ = ["Balance", "BalanceStatistics", "EndpointStatistics"]
 
@@ -29,61 +26,6 @@ ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 
 _UNMEASURED = 1.0  # the latency that endpoints are assumed to have before any is measured
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointStatistics:
-    """One endpoint of a `Balance`.
-
-    Attributes:
-        service: The endpoint.
-        in_flight: Its calls running now.
-        requests: Requests sent to it so far.
-        latency: Its peak-EWMA latency estimate now, in seconds; None before its first answer.
-    """
-
-    service: Service[Any, Any]
-    in_flight: int
-    requests: int
-    latency: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class BalanceStatistics:
-    """What a `Balance` is doing, endpoint by endpoint (in the order they were added)."""
-
-    endpoints: tuple[EndpointStatistics, ...]
-
-
-@final
-class _Endpoint(Generic[ReqT, RespT]):
-    """An endpoint, its calls in flight, and its peak-EWMA latency (as tower's ``PeakEwma``)."""
-
-    __slots__ = ("in_flight", "removed", "requests", "rtt", "service", "updated")
-
-    def __init__(self, service: Service[ReqT, RespT]) -> None:
-        self.service = service
-        self.in_flight = 0
-        self.requests = 0
-        self.rtt: float | None = None
-        self.updated = 0.0
-        self.removed = False
-
-    def latency(self, now: float, decay: float) -> float | None:
-        # the estimate decays toward 0 while nothing is observed: an endpoint left alone after a
-        # slow answer is tried again in time
-        if self.rtt is None:
-            return None
-        return self.rtt * math.exp(-(now - self.updated) / decay)
-
-    def observe(self, now: float, latency: float, decay: float) -> None:
-        current = self.latency(now, decay)
-        if current is None or latency > current:
-            self.rtt = latency  # a peak is taken at once
-        else:
-            recency = 1.0 - math.exp(-(now - self.updated) / decay)
-            self.rtt = current + (latency - current) * recency
-        self.updated = now
 
 
 def _check_service(service: object) -> None:
@@ -156,8 +98,8 @@ class Balance(Service[ReqT, RespT], direct_call=True):
         endpoints = []
         for service in services:
             _check_service(service)
-            endpoints.append(_Endpoint(service))
-        self._endpoints: tuple[_Endpoint[ReqT, RespT], ...] = tuple(endpoints)
+            endpoints.append(Endpoint(service))
+        self._endpoints: tuple[Endpoint[ReqT, RespT], ...] = tuple(endpoints)
         self._choose = choose
         self._random = random.Random() if rng is None else rng
         self._cursor = 0
@@ -178,7 +120,7 @@ class Balance(Service[ReqT, RespT], direct_call=True):
             TypeError: ``service`` is not a `Service`.
         """
         _check_service(service)
-        self._endpoints = (*self._endpoints, _Endpoint(service))
+        self._endpoints = (*self._endpoints, Endpoint(service))
         if self._changed is not None:
             self._changed.set()
             self._changed = None
@@ -208,7 +150,7 @@ class Balance(Service[ReqT, RespT], direct_call=True):
         endpoint = await self._probe()
         if endpoint is None:
             endpoint = await self._wait()
-        hold(self, endpoint, _give_back)
+        hold(self, endpoint, give_back)
 
     @override
     async def try_ready(self) -> bool:
@@ -220,14 +162,14 @@ class Balance(Service[ReqT, RespT], direct_call=True):
         endpoint = await self._probe()
         if endpoint is None:
             return False
-        hold(self, endpoint, _give_back)
+        hold(self, endpoint, give_back)
         return True
 
     @override
     def drop_reservation(self) -> None:
-        _reserve.drop(self)  # and, through _give_back, what the pick holds on its endpoint
+        drop(self)  # and, through _give_back, what the pick holds on its endpoint
 
-    async def _probe(self) -> _Endpoint[ReqT, RespT] | None:
+    async def _probe(self) -> Endpoint[ReqT, RespT] | None:
         """Picks a ready endpoint without waiting; its capacity is reserved for this task."""
         endpoints = self._endpoints
         count = len(endpoints)
@@ -242,7 +184,7 @@ class Balance(Service[ReqT, RespT], direct_call=True):
             return None
         # p2c: the first two ready ones of a random order are a uniform pair of the ready ones
         pool = list(endpoints)
-        first: _Endpoint[ReqT, RespT] | None = None
+        first: Endpoint[ReqT, RespT] | None = None
         while pool:
             index = self._random.randrange(len(pool))
             endpoint = pool[index]
@@ -260,7 +202,7 @@ class Balance(Service[ReqT, RespT], direct_call=True):
             return first
         return first
 
-    def _cheaper(self, a: _Endpoint[ReqT, RespT], b: _Endpoint[ReqT, RespT]) -> bool:
+    def _cheaper(self, a: Endpoint[ReqT, RespT], b: Endpoint[ReqT, RespT]) -> bool:
         """Tells whether ``a`` is no more loaded than ``b`` (tower: ``aload <= bload``)."""
         now = current_time()
         decay = self._decay
@@ -280,34 +222,17 @@ class Balance(Service[ReqT, RespT], direct_call=True):
         ]
         return sum(known) / len(known) if known else _UNMEASURED
 
-    async def _wait(self) -> _Endpoint[ReqT, RespT]:
+    async def _wait(self) -> Endpoint[ReqT, RespT]:
         """Waits for the first endpoint to become ready; its capacity is reserved for this task."""
         while True:
             endpoints = self._endpoints
             if self._changed is None:
                 self._changed = anyio.Event()
-            changed = self._changed
-            won: list[tuple[_Endpoint[ReqT, RespT], Handoff | None]] = []
-            failed: list[Exception] = []
-            try:
-                async with anyio.create_task_group() as tg:
-                    scope = tg.cancel_scope
-                    for endpoint in endpoints:
-                        tg.start_soon(_race_ready, endpoint, won, failed, len(endpoints), scope)
-                    tg.start_soon(_race_change, changed, scope)
-            except BaseException:
-                for _, handoff in won:
-                    if handoff is not None:
-                        handoff.drop()  # won as this task was cancelled: nobody will use it
-                raise
-            if won:
-                endpoint, handoff = won[0]
-                attach(handoff)  # the reservation was made in the racing task: make it ours
+            endpoint = await first_ready(endpoints, self._changed)
+            if endpoint is not None:
                 if not endpoint.removed:
                     return endpoint
                 endpoint.service.drop_reservation()
-            elif failed and len(failed) == len(endpoints) and endpoints is self._endpoints:
-                raise failed[0]
             picked = await self._probe()  # the endpoints changed: look at them all again
             if picked is not None:
                 return picked
@@ -388,40 +313,3 @@ class Balance(Service[ReqT, RespT], direct_call=True):
 
     def __repr__(self) -> str:
         return f"Balance({list(self.services)!r}, choose={self._choose!r})"
-
-
-def _give_back(endpoint: _Endpoint[Any, Any]) -> None:
-    # the pick is dropped unused: what the task reserved on the endpoint goes back with it. Out
-    # of a task (its end, a handoff never attached), those reservations are dropped with it.
-    try:
-        current_task()
-    except RuntimeError:
-        return
-    endpoint.service.drop_reservation()
-
-
-async def _race_ready(
-    endpoint: _Endpoint[Any, Any],
-    won: list[tuple[_Endpoint[Any, Any], Handoff | None]],
-    failed: list[Exception],
-    racing: int,
-    scope: anyio.CancelScope,
-) -> None:
-    waiting_for_admission()  # an open circuit in this endpoint waits until it admits a call
-    try:
-        await endpoint.service.ready()
-    except Exception as exc:
-        failed.append(exc)
-        if len(failed) == racing:
-            scope.cancel()  # every endpoint failed: nothing left to wait for
-        return
-    if won:  # another endpoint was ready first
-        endpoint.service.drop_reservation()
-        return
-    won.append((endpoint, detach()))  # the reservation belongs to this task: hand it over
-    scope.cancel()
-
-
-async def _race_change(changed: anyio.Event, scope: anyio.CancelScope) -> None:
-    await changed.wait()
-    scope.cancel()

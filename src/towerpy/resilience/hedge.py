@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from bisect import bisect_left, insort
-from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
@@ -16,6 +13,7 @@ from .._service import Middleware, Service
 from .._validate import check_plain_function, check_positive_int, check_seconds
 from .._waiter import new_alarm
 from ..retry.budget import RetryBudget
+from ._window import LatencyWindow
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -53,33 +51,6 @@ class HedgeStatistics:
     hedge_wins: int
     samples: int
     delay: float | None
-
-
-@final
-class _Window:
-    """The latest ``size`` latencies, kept sorted too, so that a quantile costs one index."""
-
-    __slots__ = ("_order", "_size", "_sorted")
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._order: deque[float] = deque()
-        self._sorted: list[float] = []
-
-    def add(self, latency: float) -> None:
-        if len(self._order) == self._size:
-            oldest = self._order.popleft()
-            del self._sorted[bisect_left(self._sorted, oldest)]
-        self._order.append(latency)
-        insort(self._sorted, latency)
-
-    def quantile(self, q: float) -> float:
-        # nearest rank: the smallest sample with at least q of the samples at or below it
-        values = self._sorted
-        return values[max(0, math.ceil(q * len(values)) - 1)]
-
-    def __len__(self) -> int:
-        return len(self._order)
 
 
 @final
@@ -186,7 +157,7 @@ class Hedge(Middleware[ReqT, RespT], direct_call=True):
         super().__init__(inner)
         self._delay, self._quantile, ratio, self._min_samples, self._idempotent, size = settings
         self._budget = RetryBudget(_BUDGET_TTL, min_per_second=0, retry_ratio=ratio)
-        self._window = _Window(size)
+        self._window = LatencyWindow(size)
         self._requests = self._hedged = self._wins = 0
 
     def _hedge_delay(self) -> float | None:
