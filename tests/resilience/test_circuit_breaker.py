@@ -115,6 +115,18 @@ async def test_an_open_circuit_gives_back_what_ready_reserved_below_before_refus
     assert handle.pending == 0
 
 
+async def test_try_ready_on_an_open_circuit_is_false_and_holds_nothing_below() -> None:
+    inner, _ = mock_service()
+    limit = ConcurrencyLimit(inner, 1)
+    breaker = CircuitBreaker(1, recovery_time=10.0)
+    svc = Circuit(limit, breaker)
+    assert await svc.try_ready()  # closed: the limit's permit is reserved
+    assert limit.statistics().in_flight == 1
+    breaker.trip()
+    assert not await svc.try_ready()
+    assert limit.statistics().in_flight == 0
+
+
 async def test_after_the_recovery_time_probes_go_through_and_a_success_closes() -> None:
     flaky = Flaky()
     svc = Circuit(service_fn(flaky), CircuitBreaker(2, recovery_time=5.0))
