@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from typing_extensions import override
 
-from towerpy import Service, _reserve
+from towerpy import Service, lowlevel
 from towerpy.testing import wait_all_tasks_blocked
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class Counter:
             assert self.available <= self.limit, "a permit was given back twice"
 
 
-class ReferenceLimit(Service[ReqT, RespT]):
+class ReferenceLimit(Service[ReqT, RespT], direct_call=True):
     def __init__(self, inner: Service[ReqT, RespT], limit: int) -> None:
         self.inner = inner
         self.counter = Counter(limit)
@@ -65,23 +65,20 @@ class ReferenceLimit(Service[ReqT, RespT]):
     @override
     async def ready(self) -> None:
         c = self.counter
-        await _reserve.reserve(self, c.acquire, c.release, self.inner)
+        await lowlevel.reserve(self, c.acquire, c.release, self.inner)
 
     @override
     async def try_ready(self) -> bool:
         c = self.counter
-        return await _reserve.try_reserve(self, c.try_acquire, c.release, self.inner)
+        return await lowlevel.try_reserve(self, c.try_acquire, c.release, self.inner)
 
     @override
     async def call(self, request: ReqT) -> RespT:
-        reservation = _reserve.take(self)
-        permit = reservation.token if reservation is not None else await self.counter.acquire()
+        permit = await lowlevel.take_or_acquire(self, self.counter.acquire)
         try:
             return await self.inner(request)
         finally:
             self.counter.release(permit)
-
-    __call__ = call
 
     @property
     def in_use(self) -> int:
@@ -89,7 +86,7 @@ class ReferenceLimit(Service[ReqT, RespT]):
 
 
 def held(service: Any) -> bool:
-    return _reserve.held(service) is not None
+    return lowlevel.held(service) is not None
 
 
 async def settle(until: Callable[[], bool] | None = None) -> None:

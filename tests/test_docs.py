@@ -17,6 +17,9 @@ fence (invisible on the rendered page); several comments may be stacked there:
   it talks to a provider. It runs against a local fake provider (tests/llm/fake_provider.py),
   the key and ``*_BASE_URL`` variables pointing at it.
 
+Blocks that talk to Redis read ``REDIS_URL``, which points at the Redis the tests use
+(``TOWERPY_REDIS_URL``, as `.ci/run` sets it; else the examples' default, localhost:6379).
+
 Any other comment right before a block, or one of these that is not right before a python
 block, fails the test: nothing is skipped silently.
 """
@@ -140,6 +143,8 @@ def run(block: Block, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str],
         if not name.startswith(("OPENAI_", "ANTHROPIC_"))  # a key set here must not help
     }
     env |= {"PYTHONPATH": str(ROOT / "src"), "PYTHONIOENCODING": "utf-8"}
+    if "TOWERPY_REDIS_URL" in os.environ:  # the Redis examples read REDIS_URL: the tests' own
+        env["REDIS_URL"] = os.environ["TOWERPY_REDIS_URL"]
     with FakeProvider() as fake:
         fake.queue(*[_answer] * 20)
         if "OPENAI_API_KEY" in block.requires:

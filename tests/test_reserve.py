@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from towerpy import _reserve, service_fn
+from towerpy import lowlevel, service_fn
 from towerpy.testing import InFlightProbe, mock_service, wait_all_tasks_blocked
 
 from .reference import ReferenceLimit, held, settle
@@ -283,13 +283,13 @@ async def test_detached_reservations_are_used_by_the_task_they_are_attached_to()
     inner, handle = mock_service()
     limit = ReferenceLimit(inner, 2)
 
-    async def run_call(handoff: _reserve.Handoff | None) -> None:
-        _reserve.attach(handoff)
+    async def run_call(handoff: lowlevel.Handoff | None) -> None:
+        lowlevel.attach(handoff)
         assert held(limit)
         await limit.call("handed over")
 
     await limit.ready()
-    handoff = _reserve.detach()
+    handoff = lowlevel.detach()
     assert not held(limit)
     async with anyio.create_task_group() as tg:
         tg.start_soon(run_call, handoff)
@@ -313,7 +313,7 @@ async def answer_next(handle: Any) -> None:
 async def test_detached_reservations_never_attached_are_given_back() -> None:
     limit = ReferenceLimit(service_fn(echo), 1)
     await limit.ready()
-    handoff = _reserve.detach()
+    handoff = lowlevel.detach()
     assert limit.in_use == 1
     del handoff
     await settle()
@@ -331,7 +331,7 @@ async def test_a_task_collected_in_another_thread_releases_on_the_loop() -> None
 
     limit.counter.release = recording_release  # type: ignore[method-assign,assignment]
     await limit.ready()
-    handoff = _reserve.detach()
+    handoff = lowlevel.detach()
     box = [handoff]
     del handoff
     # the last reference dies in a worker thread, so the finalizer runs there

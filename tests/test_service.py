@@ -233,7 +233,7 @@ def test_layer_fn_rejects_async_functions_and_non_callables() -> None:
     async def wrap(s: Service[Any, Any]) -> Service[Any, Any]:
         return s
 
-    with pytest.raises(TypeError, match="plain function"):
+    with pytest.raises(TypeError, match=r"plain \(synchronous\) function, got the async"):
         layer_fn(wrap)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="got str"):
         layer_fn("nope")  # type: ignore[call-overload]

@@ -7,6 +7,7 @@ from .errors import (
     CircuitOpen,
     Elapsed,
     InvalidToolArguments,
+    LimiterUnavailable,
     MaxStepsExceeded,
     Overloaded,
     ProviderError,
@@ -18,6 +19,7 @@ from .errors import (
     ToolError,
     ToolNotFound,
     TowerError,
+    WaitElapsed,
 )
 from .limit import (
     ConcurrencyBackend,
@@ -107,6 +109,7 @@ __all__ = [
     "KeyedConcurrencyStatistics",
     "Layer",
     "LayerFn",
+    "LimiterUnavailable",
     "LoadShed",
     "LoadShedLayer",
     "LoadShedStatistics",
@@ -143,6 +146,7 @@ __all__ = [
     "ToolNotFound",
     "TowerError",
     "Unchanged",
+    "WaitElapsed",
     "layer_fn",
     "option_layer",
     "service_fn",

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Mapping
 
     from ._service import KeepsTypesLayer, Layer
-    from ._validate import Matcher
+    from ._validate import ExceptionMatcher
     from .limit.protocols import ConcurrencyBackend, RateBackend
     from .resilience.breaker import CircuitBreaker
     from .retry.policy import Policy
@@ -278,7 +278,7 @@ class ServiceBuilder(Generic[ReqT, RespT, InnerReqT, InnerRespT]):
         failure_threshold: int = 5,
         recovery_time: float = 30.0,
         *,
-        failure_on: Matcher | None = None,
+        failure_on: ExceptionMatcher | None = None,
         half_open_calls: int = 1,
         breaker: CircuitBreaker | None = None,
     ) -> Self:
@@ -308,27 +308,27 @@ class ServiceBuilder(Generic[ReqT, RespT, InnerReqT, InnerRespT]):
         self: ServiceBuilder[_U, _U, _U, _U],
         service: Service[_A, _B],
         *,
-        on: Matcher | None = None,
+        on: ExceptionMatcher | None = None,
     ) -> ServiceBuilder[_A, _B, _A, _B]: ...
     @overload
     def fallback(
         self: ServiceBuilder[_U, RespT, _U, InnerRespT],
         service: Service[_A, InnerRespT],
         *,
-        on: Matcher | None = None,
+        on: ExceptionMatcher | None = None,
     ) -> ServiceBuilder[_A, RespT, _A, InnerRespT]: ...
     @overload
     def fallback(
         self: ServiceBuilder[ReqT, _U, InnerReqT, _U],
         service: Service[InnerReqT, _B],
         *,
-        on: Matcher | None = None,
+        on: ExceptionMatcher | None = None,
     ) -> ServiceBuilder[ReqT, _B, InnerReqT, _B]: ...
     @overload
     def fallback(
-        self, service: Service[InnerReqT, InnerRespT], *, on: Matcher | None = None
+        self, service: Service[InnerReqT, InnerRespT], *, on: ExceptionMatcher | None = None
     ) -> Self: ...
-    def fallback(self, service: Service[Any, Any], *, on: Matcher | None = None) -> Any:
+    def fallback(self, service: Service[Any, Any], *, on: ExceptionMatcher | None = None) -> Any:
         """Adds a `Fallback`: requests failed with an error ``on`` accepts go to ``service``.
 
         Raises:

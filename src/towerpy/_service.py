@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import abc
-import functools
-import inspect
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, final, overload
 
 from typing_extensions import TypeVar as DefaultTypeVar
 from typing_extensions import override
 
 from . import _reserve
+from ._callables import callable_name as callable_name  # re-exported: layers import it here
+from ._callables import is_async_callable as is_async_callable
+from ._validate import check_async_function, check_plain_function
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -232,29 +233,6 @@ class Layer(Protocol[InReqT_co, InRespT_contra, OutReqT_contra, OutRespT_co]):
         ...
 
 
-def is_async_callable(fn: object) -> bool:
-    """Tells whether calling ``fn`` returns a coroutine.
-
-    True for ``async def`` functions, partials of them, and objects with ``async def __call__``.
-    """
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(type(fn), "__call__", None)  # noqa: B004 - the type's, not the instance's
-    return (
-        not inspect.isfunction(fn)
-        and not inspect.ismethod(fn)
-        and inspect.iscoroutinefunction(call)
-    )
-
-
-def callable_name(fn: object) -> str:
-    """Returns a name for ``fn`` fit for an error message."""
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    return str(name) if name else type(fn).__name__
-
-
 @final
 class ServiceFn(Service[ReqT_contra, RespT_co], direct_call=True):
     """A service whose `call` is an async function. Build it with `service_fn`."""
@@ -262,14 +240,12 @@ class ServiceFn(Service[ReqT_contra, RespT_co], direct_call=True):
     __slots__ = ("_fn",)
 
     def __init__(self, fn: Callable[[ReqT_contra], Awaitable[RespT_co]]) -> None:
-        if not callable(fn):
-            raise TypeError(f"service_fn() needs an async function, got {type(fn).__name__}")
-        if not is_async_callable(fn):
-            raise TypeError(
-                f"service_fn() needs an async function (async def), got the plain function "
-                f"{callable_name(fn)!r}; declare it with async def, or run blocking work in a "
-                f"thread with anyio.to_thread.run_sync"
-            )
+        check_async_function(
+            "service_fn(fn)",
+            fn,
+            hint="declare it with async def, or run blocking work in a thread with "
+            "anyio.to_thread.run_sync",
+        )
         self._fn = fn
 
     @override
@@ -320,15 +296,11 @@ class LayerFn(Generic[FnInReqT, FnInRespT, FnOutReqT, FnOutRespT]):
     def __init__(
         self, fn: Callable[[Service[FnInReqT, FnInRespT]], Service[FnOutReqT, FnOutRespT]]
     ) -> None:
-        if not callable(fn):
-            raise TypeError(
-                f"layer_fn() needs a function of the inner service, got {type(fn).__name__}"
-            )
-        if is_async_callable(fn):
-            raise TypeError(
-                f"layer_fn() needs a plain function that returns a Service, got the async "
-                f"function {callable_name(fn)!r}; wrapping happens once, when the stack is built"
-            )
+        check_plain_function(
+            "layer_fn(fn)",
+            fn,
+            hint="it returns the wrapped Service, once, when the stack is built",
+        )
         self._fn = fn
 
     def layer(self, inner: Service[FnInReqT, FnInRespT]) -> Service[FnOutReqT, FnOutRespT]:

@@ -4,10 +4,12 @@
 
     TowerError(Exception)
     ├── Elapsed(TowerError, TimeoutError)        a call ran past its time limit
+    │   └── WaitElapsed                          a call waited past its bound, never started
     ├── Overloaded                               a service shed load instead of waiting
     │   └── CircuitOpen                          a circuit breaker refuses calls for now
     ├── ServiceClosed                            a service is not running (or stopped running)
     ├── RequestTooLarge(TowerError, ValueError)  a request can never fit a limit
+    ├── LimiterUnavailable                       a shared limit's server (Redis) did not answer
     ├── ToolError
     │   ├── ToolNotFound                         no tool has that name
     │   └── InvalidToolArguments                 the arguments do not fit the tool's schema
@@ -29,6 +31,7 @@ __all__ = [
     "CircuitOpen",
     "Elapsed",
     "InvalidToolArguments",
+    "LimiterUnavailable",
     "MaxStepsExceeded",
     "Overloaded",
     "ProviderError",
@@ -40,6 +43,7 @@ __all__ = [
     "ToolError",
     "ToolNotFound",
     "TowerError",
+    "WaitElapsed",
 ]
 
 
@@ -66,6 +70,15 @@ class Elapsed(TowerError, TimeoutError):
     def __init__(self, message: str = "request timed out", *, seconds: float | None = None):
         super().__init__(message)
         self.seconds = seconds
+
+
+class WaitElapsed(Elapsed):
+    """Raised when a call waited longer than its bound for capacity and never started.
+
+    `ParallelToolRouter`'s ``wait_timeout`` raises it for an invocation still waiting for a
+    concurrency permit, rate tokens or a worker thread: unlike its parent `Elapsed`, nothing
+    ran. ``seconds`` is the bound.
+    """
 
 
 class Overloaded(TowerError):
@@ -98,6 +111,26 @@ class ServiceClosed(TowerError):
 
 class RequestTooLarge(TowerError, ValueError):
     """Raised by a rate limit when a request costs more than the bucket can ever hold."""
+
+
+class LimiterUnavailable(TowerError):
+    """Raised by a shared limit (`towerpy.redis`) when its server did not answer in time.
+
+    The limit fails closed: the request is not admitted. Its ``__cause__`` is the client's
+    error (or the timeout). `RetryLayer` waits ``retry_after`` before trying again. With
+    ``on_unavailable="allow"`` the limit admits the request instead and counts it.
+
+    Attributes:
+        limiter: The limit that could not decide, e.g. ``"RedisTokenBucket 'openai-tpm'"``.
+        retry_after: Seconds to wait before trying again.
+    """
+
+    def __init__(
+        self, message: str, *, limiter: str | None = None, retry_after: float | None = None
+    ):
+        super().__init__(message)
+        self.limiter = limiter
+        self.retry_after = retry_after
 
 
 class ToolError(TowerError):

@@ -65,7 +65,8 @@ class LoadShed(Middleware[ReqT, RespT], direct_call=True):
         super().__init__(inner)
         self._shed = 0
         members, self._direct = _shedding_chain(inner)
-        self._shedding = shedding(members)
+        # nothing below that could wait: no shedding context to enter on each call
+        self._shedding = shedding(members) if members else None
 
     @override
     async def ready(self) -> None:
@@ -81,8 +82,12 @@ class LoadShed(Middleware[ReqT, RespT], direct_call=True):
         if not self._direct and not await self.inner.try_ready():
             self._shed += 1
             raise Overloaded("service overloaded: the inner service is not ready")
+        scope = self._shedding
+        if scope is None:
+            unshed: RespT = await self.inner(request)
+            return unshed
         try:
-            with self._shedding:
+            with scope:
                 result: RespT = await self.inner(request)
         except Shed:
             self._shed += 1

@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
 
 from typing_extensions import override
 
-from ._service import Identity, Middleware, Service, callable_name, is_async_callable
+from ._callables import callable_name
+from ._service import Identity, Middleware, Service
+from ._validate import check_plain_function
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,13 +33,7 @@ LayerT = TypeVar("LayerT", bound="Layer[Any, Any, Any, Any]")
 
 
 def _plain_function(fn: object, who: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"{who}() needs a function, got {type(fn).__name__}")
-    if is_async_callable(fn):
-        raise TypeError(
-            f"{who}() takes a plain (synchronous) function, got the async function "
-            f"{callable_name(fn)!r}; do async work in a Service of its own"
-        )
+    check_plain_function(f"{who}(fn)", fn, hint="do async work in a Service of its own")
 
 
 @final

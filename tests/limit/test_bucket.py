@@ -3,17 +3,21 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from trio.testing import MockClock
 
 from towerpy import RateBackend, RateStatistics, RequestTooLarge, TokenBucket
 from towerpy._waiter import new_alarm
 from towerpy.limit import bucket as bucket_module
-from towerpy.testing import wait_all_tasks_blocked
+from towerpy.testing import VirtualTimeEventLoop, wait_all_tasks_blocked
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 pytestmark = pytest.mark.anyio
 
@@ -303,3 +307,190 @@ async def test_a_cost_that_is_negative_or_not_finite_is_refused(bad: float) -> N
 def test_the_bucket_is_a_rate_backend() -> None:
     assert isinstance(TokenBucket(1), RateBackend)
     assert repr(TokenBucket(500, per=60)) == "TokenBucket(rate=500, per=60, burst=500)"
+
+
+def assert_window_bound(
+    log: Sequence[tuple[float, float, bool]], burst: float, rate: float, per: float
+) -> None:
+    """Checks that every window ending at an admission holds at most burst + rate * t / per.
+
+    ``log`` lists, in the order they happened, (time, tokens, admitted): admissions (net of what
+    was refunded of them) and charges (counted when they were charged).
+    """
+    for last, (end, _, admitted) in enumerate(log):
+        if not admitted:
+            continue  # a charge is not admitted: the debt it makes delays the next admissions
+        total = 0.0
+        for first in range(last, -1, -1):
+            at, tokens, _ = log[first]
+            total += tokens
+            bound = burst + rate * (end - at) / per
+            assert total <= bound + 1e-9, f"{total} tokens in [{at}, {end}], above {bound}: {log}"
+
+
+async def test_a_refund_of_tokens_taken_before_the_bucket_was_last_full_gives_nothing_back() -> (
+    None
+):
+    bucket = TokenBucket(1, burst=1)
+    start = anyio.current_time()
+    assert bucket.acquire_nowait(1)
+    receipt = bucket.taken
+    await anyio.sleep(1)  # full again: those tokens are refilled
+    assert bucket.acquire_nowait(1)
+    bucket.refund(1, receipt)
+    assert bucket.statistics().tokens == 0
+    await bucket.acquire(1)
+    assert anyio.current_time() - start == 2
+
+
+async def test_a_late_refund_gives_back_only_what_still_counts_of_its_tokens() -> None:
+    bucket = TokenBucket(1, burst=2)
+    start = anyio.current_time()
+    log: list[tuple[float, float, bool]] = []
+
+    async def take(cost: float) -> float:
+        await bucket.acquire(cost)
+        log.append((anyio.current_time() - start, cost, True))
+        return bucket.taken
+
+    receipt = await take(1)  # 1 left
+    await anyio.sleep(0.5)
+    await take(1)  # 0.5 left
+    await anyio.sleep(1)
+    await take(1)  # 0.5 left
+    # Had the first token never been taken, the bucket would have been full (2) at 1.5 s
+    # before the third: it holds 1 now, not the 1.5 that giving the whole token back makes.
+    bucket.refund(1, receipt)
+    log[0] = (0, 0, True)
+    assert bucket.statistics().tokens == 1
+    await take(1.5)
+    assert log[-1][0] == 2
+    assert_window_bound(log, 2, 1, 1)
+
+
+async def test_refunds_of_tokens_just_taken_give_them_all_back_in_any_order() -> None:
+    bucket = TokenBucket(1, burst=4)
+    receipts = []
+    for cost in (1, 2, 1):
+        assert bucket.acquire_nowait(cost)
+        receipts.append(bucket.taken)
+    await anyio.sleep(0.5)
+    bucket.refund(1, receipts[0])
+    bucket.refund(1, receipts[2])
+    bucket.refund(2, receipts[1])
+    assert bucket.statistics().tokens == 4
+    bucket.refund(1)  # more than was taken: the bucket holds no more than its burst
+    assert bucket.statistics().tokens == 4
+
+
+async def test_a_refund_without_a_receipt_gives_back_the_last_tokens_taken() -> None:
+    bucket = TokenBucket(1, burst=4)
+    assert bucket.acquire_nowait(1)
+    await anyio.sleep(0.5)
+    assert bucket.acquire_nowait(3)  # 0.5 left
+    bucket.refund(3)
+    assert bucket.statistics().tokens == 3.5
+
+
+async def test_a_debt_counts_as_tokens_taken_when_it_is_charged() -> None:
+    bucket = TokenBucket(1, burst=2)
+    assert bucket.acquire_nowait(1)
+    receipt = bucket.taken
+    await anyio.sleep(0.5)
+    bucket.charge(2)  # -0.5: the charge is taken after the first token, so it keeps counting
+    bucket.refund(1, receipt)
+    # Without the first token: 2 at 0.5 s, then 2 charged: 0 left (the refund gives back 0.5).
+    assert bucket.statistics().tokens == 0
+    assert bucket.taken == 3
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    rate=st.sampled_from([1, 2, 4]),
+    per=st.sampled_from([0.5, 1, 2]),
+    burst=st.integers(1, 6),
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("acquire"), st.integers(0, 6)),
+            st.tuples(st.just("refund"), st.integers(0, 99), st.integers(1, 4)),
+            st.tuples(st.just("charge"), st.integers(0, 3)),
+            st.tuples(st.just("sleep"), st.integers(1, 16)),
+        ),
+        max_size=40,
+    ),
+)
+async def test_no_window_admits_more_than_burst_plus_rate_whatever_is_refunded_or_charged(
+    rate: float, per: float, burst: int, ops: list[tuple[Any, ...]]
+) -> None:
+    bucket = TokenBucket(rate, per, burst)
+    start = anyio.current_time()
+    log: list[tuple[float, float, bool]] = []
+    receipts: list[tuple[int, float]] = []  # each admission: its place in the log, its receipt
+    for op in ops:
+        kind = op[0]
+        if kind == "acquire":
+            cost = min(op[1], burst)
+            await bucket.acquire(cost)
+            receipts.append((len(log), bucket.taken))
+            log.append((anyio.current_time() - start, cost, True))
+        elif kind == "refund" and receipts:
+            index, receipt = receipts[op[1] % len(receipts)]
+            at, cost, _ = log[index]
+            given_back = cost * op[2] / 4  # a quarter to all of what is left of it
+            log[index] = (at, cost - given_back, True)
+            bucket.refund(given_back, receipt)
+        elif kind == "charge":
+            bucket.charge(op[1])
+            log.append((anyio.current_time() - start, op[1], False))
+        elif kind == "sleep":
+            await anyio.sleep(op[1] / 8)
+    assert_window_bound(log, burst, rate, per)
+
+
+def at_time(backend: str, start: float) -> dict[str, Any]:
+    """Backend options for a virtual clock that starts at ``start``."""
+    if backend == "trio":
+        clock = MockClock(autojump_threshold=0)
+        clock.jump(start)
+        return {"clock": clock}
+
+    def loop_factory() -> VirtualTimeEventLoop:
+        loop = VirtualTimeEventLoop()
+        loop.jump(start)
+        return loop
+
+    return {"loop_factory": loop_factory}
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize(("first", "second"), [(1000, 0), (0, 5000)])
+def test_a_bucket_used_by_a_new_event_loop_holds_what_it_held_on_the_last(
+    backend: str, first: float, second: float
+) -> None:
+    bucket = TokenBucket(1, burst=2)
+
+    async def empty_it() -> float:
+        assert bucket.acquire_nowait(2)  # the next token is due in 1 s
+        return anyio.current_time()
+
+    async def wait_for_a_token() -> tuple[float, float]:
+        tokens = bucket.statistics().tokens
+        start = anyio.current_time()
+        with anyio.fail_after(10):  # on the old clock's time, it would wait ~1000 s
+            await bucket.acquire(1)
+        return tokens, anyio.current_time() - start
+
+    assert anyio.run(empty_it, backend=backend, backend_options=at_time(backend, first)) == first
+    # the old clock stands still: the new one starts where it stopped, however far from it
+    options = at_time(backend, second)
+    assert anyio.run(wait_for_a_token, backend=backend, backend_options=options) == (0, 1)
+
+
+async def test_statistics_show_tokens_without_the_clock_rounding_errors() -> None:
+    bucket = TokenBucket(100, burst=1)
+    assert bucket.acquire_nowait(1)
+    await anyio.sleep(0.001)  # 1 - 0.009 / 0.01 is 0.09999999999999987 in floats
+    assert repr(bucket.statistics().tokens) == "0.1"
+    assert repr(bucket.statistics()) == (
+        "RateStatistics(rate=100.0, per=1.0, burst=1.0, tokens=0.1, waiting=0)"
+    )

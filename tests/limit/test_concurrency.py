@@ -17,7 +17,7 @@ from towerpy import (
     Elapsed,
     ServiceBuilder,
     TimeoutLayer,
-    _reserve,
+    lowlevel,
     service_fn,
 )
 from towerpy.testing import InFlightProbe, mock_service, wait_all_tasks_blocked
@@ -105,7 +105,7 @@ async def test_try_ready_reserves_only_when_a_permit_is_free() -> None:
     handle.allow(None)
     assert await limit.try_ready()
     assert limit.statistics().in_flight == 1
-    _reserve.drop(limit)
+    lowlevel.drop(limit)
     assert_full(limit)
 
 

@@ -20,7 +20,7 @@ from towerpy import (
     ServiceBuilder,
     TimeoutLayer,
     TokenBucket,
-    _reserve,
+    lowlevel,
     service_fn,
 )
 from towerpy.testing import mock_service, wait_all_tasks_blocked
@@ -34,8 +34,11 @@ async def echo(x: Any) -> Any:
     return x
 
 
-class Log(Middleware[Any, Any]):
-    """Records when each request got through the layers above it, and in what order."""
+class Log(Middleware[Any, Any], direct_call=True):
+    """Records when each request got through the layers above it, and in what order.
+
+    A direct call: the time is taken before the inner service's readiness is waited for.
+    """
 
     def __init__(self, inner: Service[Any, Any]) -> None:
         super().__init__(inner)
@@ -171,11 +174,11 @@ async def test_try_ready_reserves_only_when_a_token_is_there() -> None:
     svc = RateLimit(service_fn(echo), 1, burst=1)
     assert await svc.try_ready()
     assert tokens(svc) == 0
-    _reserve.drop(svc)
+    lowlevel.drop(svc)
     assert tokens(svc) == 1
     await svc("spend it")
     assert not await svc.try_ready()
-    assert _reserve.held(svc) is None
+    assert lowlevel.held(svc) is None
 
 
 async def test_with_a_cost_function_ready_reserves_nothing() -> None:
@@ -186,7 +189,7 @@ async def test_with_a_cost_function_ready_reserves_nothing() -> None:
     assert tokens(svc) == 4
     assert handle.allowed == 0
     assert await svc.try_ready()
-    _reserve.drop(inner)
+    lowlevel.drop(inner)
     handle.allow(0)
     assert not await svc.try_ready()
     assert tokens(svc) == 4
@@ -294,6 +297,186 @@ async def test_every_window_admits_at_most_burst_plus_rate_and_waiters_go_in_ord
             window = times[last] - times[first]
             assert sum(costs[first : last + 1]) <= burst + rate * window / per
     assert svc.statistics().waiting == 0
+
+
+def within_the_bound(admitted: list[tuple[float, float]], burst: float, rate: float) -> bool:
+    """Whether every window of the (time, cost) admissions holds at most burst + rate * t."""
+    return all(
+        sum(cost for _, cost in admitted[first : last + 1])
+        <= burst + rate * (admitted[last][0] - admitted[first][0])
+        for first in range(len(admitted))
+        for last in range(first, len(admitted))
+    )
+
+
+async def test_an_unused_reservation_given_back_late_does_not_let_the_next_burst_overshoot() -> (
+    None
+):
+    log = Log(service_fn(echo))
+    svc = RateLimit(log, 1, burst=1)
+    start = anyio.current_time()
+
+    async def reserve_and_leave_later() -> None:
+        await svc.ready()  # takes the token at 0, and never uses it
+        await anyio.sleep(1.5)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reserve_and_leave_later)
+        await anyio.sleep(1)
+        await svc("a")  # the token refilled since: taken at 1
+    await settle()  # the reservation is given back at 1.5, but its token was refilled long ago
+    await svc("b")
+    admitted = [(at - start, 1.0) for _, at in log.admitted]
+    assert admitted == [(1, 1), (2, 1)]
+    assert within_the_bound(admitted, 1, 1)
+
+
+async def test_a_ready_cancelled_late_with_its_token_does_not_let_the_next_burst_overshoot() -> (
+    None
+):
+    inner, handle = mock_service()
+    log = Log(inner)
+    svc = RateLimit(log, 1, burst=1)
+    handle.allow(0)  # the inner service is not ready: ready() holds its token while it waits
+    scope = anyio.CancelScope()
+    start = anyio.current_time()
+
+    async def wait_until_ready() -> None:
+        with scope:
+            await svc.ready()  # takes the token at 0
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_until_ready)
+        await anyio.sleep(1)
+        tg.start_soon(svc, "a")  # the token refilled since: taken at 1
+        await anyio.sleep(0.5)
+        scope.cancel()  # gives its token back at 1.5: refilled long ago
+        await wait_all_tasks_blocked()
+        tg.start_soon(svc, "b")
+        await wait_all_tasks_blocked()
+        handle.allow(None)
+        for _ in range(2):
+            _, responder = await handle.next_request()
+            responder.send(None)
+    admitted = [(at - start, 1.0) for _, at in log.admitted]
+    assert admitted == [(1, 1), (2, 1)]
+    assert within_the_bound(admitted, 1, 1)
+
+
+async def test_an_actual_cost_refunded_late_does_not_let_the_next_burst_overshoot() -> None:
+    inner, handle = mock_service()
+    log = Log(inner)
+    svc = RateLimit(log, 1, burst=2, cost=lambda _: 2, actual_cost=lambda _req, resp: resp)
+    start = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(svc, "a")  # 2 estimated at 0: empty until 2
+        _, a = await handle.next_request()
+        await anyio.sleep(2)
+        tg.start_soon(svc, "b")  # full again: takes 2 at 2
+        _, b = await handle.next_request()
+        await anyio.sleep(0.5)
+        a.send(0)  # "a" cost nothing, but its 2 tokens were refilled long ago
+        await wait_all_tasks_blocked()
+        tg.start_soon(svc, "c")
+        _, c = await handle.next_request()
+        b.send(2)
+        c.send(2)
+    admitted = [(at - start, 0.0 if request == "a" else 2.0) for request, at in log.admitted]
+    assert admitted == [(0, 0), (2, 2), (4, 2)]
+    assert within_the_bound(admitted, 2, 1)
+
+
+async def test_an_actual_cost_refund_gives_back_what_still_counts_when_others_took_some() -> None:
+    inner, handle = mock_service()
+    log = Log(inner)
+    svc = RateLimit(
+        log,
+        1,
+        burst=2,
+        cost=lambda request: 1.5 if request == "d" else 1,
+        actual_cost=lambda _req, resp: resp,
+    )
+    start = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(svc, "a")  # 1 left at 0
+        _, a = await handle.next_request()
+        await anyio.sleep(0.5)
+        tg.start_soon(svc, "b")  # 0.5 left at 0.5
+        _, b = await handle.next_request()
+        await anyio.sleep(1)
+        tg.start_soon(svc, "c")  # 0.5 left at 1.5
+        _, c = await handle.next_request()
+        # "a" cost nothing: had it never been admitted, the bucket would have been full at
+        # 1.5 s, before "c": 1 token now, and "d" (1.5 tokens) must wait half a second
+        a.send(0)
+        b.send(1)
+        c.send(1)
+        await wait_all_tasks_blocked()
+        assert svc.statistics().tokens == 1
+        tg.start_soon(svc, "d")
+        _, d = await handle.next_request()
+        d.send(1.5)
+    costs = {"a": 0.0, "b": 1.0, "c": 1.0, "d": 1.5}
+    admitted = [(at - start, costs[request]) for request, at in log.admitted]
+    assert admitted == [(0, 0), (0.5, 1), (1.5, 1), (2, 1.5)]
+    assert within_the_bound(admitted, 2, 1)
+
+
+@settings(deadline=None, max_examples=50)
+@given(
+    rate=st.sampled_from([1, 2, 4]),
+    per=st.sampled_from([0.5, 1, 2]),
+    burst=st.integers(3, 6),
+    requests=st.lists(
+        st.tuples(
+            st.integers(0, 24),  # arrival, in eighths of a second
+            st.integers(0, 3),  # estimated cost
+            st.integers(0, 5),  # actual cost
+            st.integers(0, 16),  # latency, in eighths
+        ),
+        min_size=1,
+        max_size=16,
+    ),
+)
+async def test_every_window_holds_the_bound_whatever_the_actual_costs_settle_to(
+    rate: float, per: float, burst: int, requests: list[tuple[int, int, int, int]]
+) -> None:
+    # (time, tokens, admitted) in the order it happened: admissions, net of their refunds,
+    # and debts, counted when they are charged
+    events: list[tuple[float, float, bool]] = []
+    places: dict[int, int] = {}
+
+    async def work(request: tuple[int, int, int, int]) -> None:
+        i, estimate, actual, latency = request
+        places[i] = len(events)
+        events.append((anyio.current_time() - start, min(estimate, actual), True))
+        await anyio.sleep(latency / 8)
+
+    def actual_cost(request: tuple[int, int, int, int], _response: None) -> float:
+        _, estimate, actual, _ = request
+        if actual > estimate:
+            events.append((anyio.current_time() - start, actual - estimate, False))
+        return actual
+
+    svc = RateLimit(
+        service_fn(work), rate, per, burst=burst, cost=lambda r: r[1], actual_cost=actual_cost
+    )
+    start = anyio.current_time()
+
+    async def client(i: int) -> None:
+        arrival, estimate, actual, latency = requests[i]
+        await anyio.sleep_until(start + arrival / 8)
+        await svc((i, estimate, actual, latency))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(requests)):
+            tg.start_soon(client, i)
+    assert len(places) == len(requests)
+    for last, (end, _, admitted) in enumerate(events):
+        if admitted:  # a debt is not admitted: it delays the admissions after it
+            for first in range(last + 1):
+                total = sum(tokens for _, tokens, _ in events[first : last + 1])
+                assert total <= burst + rate * (end - events[first][0]) / per + 1e-9
 
 
 @pytest.mark.parametrize("bad", [-1, math.nan, math.inf])

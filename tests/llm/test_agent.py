@@ -220,12 +220,16 @@ async def test_bad_prompts_are_refused() -> None:
 
 def test_bad_options_are_refused() -> None:
     model = ScriptedModel([])
-    with pytest.raises(ValueError, match="max_steps must be an int >= 1"):
+    with pytest.raises(ValueError, match="max_steps must be >= 1, got 0"):
         Agent(model, max_steps=0)
+    with pytest.raises(TypeError, match="max_steps must be an int >= 1, got str '3'"):
+        Agent(model, max_steps="3")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="step service"):
         Agent(lambda request: request)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="limit"):
+    with pytest.raises(ValueError, match="tool_limit must be >= 1"):
         Agent(model, tool_limit=0)
+    with pytest.raises(TypeError, match="tools must be a ToolRouter"):
+        Agent(model, tools=[])  # type: ignore[arg-type]
 
 
 async def test_entering_the_agent_enters_its_step_service_and_tools() -> None:
@@ -247,8 +251,9 @@ async def test_entering_the_agent_enters_its_step_service_and_tools() -> None:
             events.append(f"exit {self.label}")
 
     step = Tracked(ScriptedModel([Message.assistant("hi")]), "step")
-    tools = Tracked(ToolRouter([weather]), "tools")
-    async with Agent(step, tools=tools) as agent:
+    router = ToolRouter([weather])
+    tools = Tracked(router, "tools")
+    async with Agent(step, tools=tools, catalog=router) as agent:
         assert (await agent.run("x")).output == "hi"
     assert events == ["enter step", "enter tools", "exit tools", "exit step"]
 
@@ -285,3 +290,14 @@ async def test_two_agents_sharing_a_token_bucket_share_one_budget() -> None:
         'results: {"c": "10000000"}',
         'results: {"c": "709000"}',
     ]
+
+
+def test_tools_wrapped_in_layers_need_the_router_as_catalog() -> None:
+    from towerpy import ConcurrencyLimitLayer
+
+    router = ToolRouter([weather])
+    wrapped = ConcurrencyLimitLayer(2).layer(router)
+    model = ScriptedModel([Message.assistant("hi")])
+    with pytest.raises(TypeError, match="pass the ToolRouter inside it as catalog="):
+        Agent(model, tools=wrapped)
+    assert Agent(model, tools=wrapped, catalog=router).specs == [weather.spec]

@@ -132,3 +132,18 @@ def test_bad_options_are_refused_when_the_layer_is_made() -> None:
         ParallelToolsLayer(ToolRouter(), limit=0)
     with pytest.raises(TypeError, match="JoinPolicy"):
         ParallelToolsLayer(ToolRouter(), policy="isolate")  # type: ignore[arg-type]
+
+
+async def test_a_router_wrapped_in_layers_gives_its_specs_through_the_catalog() -> None:
+    from towerpy import ConcurrencyLimitLayer
+
+    model = ScriptedModel([Message.assistant("ok"), Message.assistant("ok")])
+    router = ToolRouter([slow_upper])
+    wrapped = ConcurrencyLimitLayer(2).layer(router)
+    await ParallelToolsLayer(wrapped, catalog=router).layer(model)(
+        ChatRequest(messages=[Message.user("a")])
+    )
+    assert model.requests[0].tools == [slow_upper.spec]
+    await ParallelToolsLayer(wrapped).layer(model)(ChatRequest(messages=[Message.user("b")]))
+    assert model.requests[1].tools == []  # a plain service tells no specs: nothing is guessed
+    assert ParallelToolsLayer(wrapped).specs == []

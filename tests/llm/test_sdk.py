@@ -39,6 +39,23 @@ def test_arguments_are_parsed_once_and_anything_but_an_object_is_kept_as_text(
 
 
 @pytest.mark.parametrize(
+    ("value", "arguments", "raw"),
+    [
+        ('{"emoji": "\ud83d"}', {}, '{"emoji": "\\ud83d"}'),  # text with a lone surrogate
+        ({"emoji": "\ud83d"}, {}, '{"emoji": "\\ud83d"}'),  # an object with one (Anthropic)
+        ({"list": ["\udc00"]}, {}, '{"list": ["\\udc00"]}'),
+        ('{"emoji": "\ud83d\ude00"}', {"emoji": "😀"}, None),  # a pair split in two is one
+    ],
+)
+def test_arguments_that_are_not_valid_unicode_are_kept_as_text_that_can_be_sent_back(
+    value: object, arguments: dict[str, Any], raw: str | None
+) -> None:
+    assert parse_arguments(value) == (arguments, raw)
+    if raw is not None:
+        raw.encode()  # UTF-8 carries it: the conversation can be replayed to the provider
+
+
+@pytest.mark.parametrize(
     ("cls", "module", "extra"),
     [(OpenAIChatModel, "openai", "openai"), (AnthropicModel, "anthropic", "anthropic")],
 )
@@ -94,9 +111,13 @@ def test_a_users_client_gets_a_copy_without_retries_and_is_itself_unchanged() ->
 
 
 @pytest.mark.parametrize("cls", MODELS)
-@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
-def test_a_bad_sdk_max_retries_is_rejected_at_construction(cls: Model, bad: Any) -> None:
-    with pytest.raises(ValueError, match="sdk_max_retries must be an int >= 0"):
+@pytest.mark.parametrize(
+    ("bad", "error"), [(-1, ValueError), (1.5, TypeError), (True, TypeError), ("2", TypeError)]
+)
+def test_a_bad_sdk_max_retries_is_rejected_at_construction(
+    cls: Model, bad: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="sdk_max_retries must be "):
         cls("m", api_key="k", sdk_max_retries=bad)
 
 
@@ -110,22 +131,26 @@ def test_client_and_connection_options_together_are_rejected() -> None:
 
 def test_a_client_of_the_other_provider_is_rejected() -> None:
     provider = InProcessProvider()
-    with pytest.raises(TypeError, match=r"needs an openai\.AsyncOpenAI client, got AsyncAnthropic"):
+    with pytest.raises(TypeError, match=r"client must be an openai\.AsyncOpenAI client, got Async"):
         OpenAIChatModel("m", client=anthropic_client(provider))  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"needs an anthropic\.AsyncAnthropic client"):
+    with pytest.raises(TypeError, match=r"client must be an anthropic\.AsyncAnthropic client"):
         AnthropicModel("m", client=openai_client(provider))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("cls", MODELS)
 def test_an_empty_model_name_is_rejected(cls: Model) -> None:
-    with pytest.raises(ValueError, match="needs a model name"):
+    with pytest.raises(ValueError, match="model must be a non-empty str"):
         cls("", api_key="k")
+    with pytest.raises(TypeError, match="model must be a str, got NoneType"):
+        cls(None, api_key="k")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("cls", MODELS)
-@pytest.mark.parametrize("bad", [0, -5, True])
-def test_a_bad_max_tokens_is_rejected(cls: Model, bad: int) -> None:
-    with pytest.raises(ValueError, match="max_tokens must be a positive int"):
+@pytest.mark.parametrize(
+    ("bad", "error"), [(0, ValueError), (-5, ValueError), (True, TypeError), (2.5, TypeError)]
+)
+def test_a_bad_max_tokens_is_rejected(cls: Model, bad: int, error: type[Exception]) -> None:
+    with pytest.raises(error, match="max_tokens must be "):
         cls("m", api_key="k", max_tokens=bad)
 
 

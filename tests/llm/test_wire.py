@@ -191,3 +191,35 @@ async def test_an_assertion_failing_inside_the_fake_server_reaches_the_test(
             await model(ChatRequest(messages=[Message.user("hi")]))
     with pytest.raises(AssertionError, match="a reply function failed"):
         fake.__exit__(None, None, None)  # stopping the fake reports it too
+
+
+async def test_a_lone_surrogate_in_tool_arguments_reaches_the_model_as_a_tool_error(
+    provider: Kit, fake_provider: FakeProvider
+) -> None:
+    from towerpy.tools import ParallelToolRouter, ToolRouter, tool
+
+    @tool
+    async def say(text: str) -> str:
+        """Says a text."""
+        return text
+
+    # the body carries the escape \ud83d alone: the SDK decodes it to a lone surrogate
+    fake_provider.queue(
+        provider.tool_calls([("call_1", "say", '{"text": "\ud83d"}')]), provider.text("ok")
+    )
+    model = provider.model(fake_provider)
+    async with model.client:
+        first = await model(ChatRequest(messages=[Message.user("say it")]))
+        [call] = first.tool_calls
+        assert call.arguments == {}
+        assert call.raw_arguments == '{"text": "\\ud83d"}'
+        [output] = await ParallelToolRouter(ToolRouter([say]))(first.tool_calls)
+        assert output.is_error
+        assert "not valid Unicode" in output.content
+        second = await model(ChatRequest(messages=[*first.messages, Message.tool(output)]))
+    assert second.messages[-1].content == "ok"
+    replayed = fake_provider.requests[1].body["messages"]
+    if provider.name == "openai":
+        assert replayed[1]["tool_calls"][0]["function"]["arguments"] == '{"text": "\\ud83d"}'
+    else:
+        assert replayed[1]["content"][0]["input"] == {}

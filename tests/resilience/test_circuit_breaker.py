@@ -488,9 +488,9 @@ async def test_under_load_shedding_an_open_circuit_refuses_with_circuit_open() -
         ({"recovery_time": -1}, ValueError, "recovery_time"),
         ({"recovery_time": math.nan}, ValueError, "recovery_time"),
         ({"half_open_calls": 0}, ValueError, "half_open_calls"),
-        ({"failure_on": (ValueError, "oops")}, TypeError, "failure_on needs a tuple"),
-        ({"failure_on": int}, TypeError, "failure_on needs exception classes"),
-        ({"failure_on": 42}, TypeError, "failure_on needs a tuple"),
+        ({"failure_on": (ValueError, "oops")}, TypeError, "failure_on must hold exception"),
+        ({"failure_on": int}, TypeError, "failure_on must be an exception class"),
+        ({"failure_on": 42}, TypeError, "failure_on must be an exception class"),
     ],
 )
 def test_bad_settings_are_refused_at_construction(

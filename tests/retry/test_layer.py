@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -116,6 +117,57 @@ async def test_a_retry_after_past_max_retry_after_raises_at_once_instead_of_wait
     assert anyio.current_time() == start
     assert len(body.attempts) == 1
     assert any("max_retry_after=60s" in note for note in caught.value.__notes__)
+
+
+async def test_an_error_asking_never_to_be_retried_propagates_at_once() -> None:
+    class ServiceGone(Exception):
+        retry_after = math.inf
+
+    body = Flaky(1, ServiceGone)
+    start = anyio.current_time()
+    with pytest.raises(ServiceGone) as caught:
+        await retrying(body, RetryPolicy(backoff=ConstantBackoff(0.5)))("x")
+    assert anyio.current_time() == start
+    assert len(body.attempts) == 1
+    assert caught.value.__notes__ == [
+        "towerpy: not retried: the error asks never to be retried (retry_after=inf)",
+        "towerpy: RetryLayer gave up after 1 attempt",
+    ]
+
+
+async def test_one_error_object_raised_by_every_call_keeps_one_note_of_each() -> None:
+    down = ConnectionError("service down")  # cached, and raised by every call
+    down.add_note("the cache's own note")
+    body = Flaky(1000, down)
+    policy = RetryPolicy(max_attempts=3, backoff=ConstantBackoff(0.5))
+    svc = retrying(body, policy)
+    for _ in range(4):
+        with pytest.raises(ConnectionError) as caught:
+            await svc("x")
+        assert caught.value is down
+        assert down.__notes__ == [
+            "the cache's own note",
+            "towerpy: RetryLayer gave up after 3 attempts",
+        ]
+    assert len(body.attempts) == 12
+    # the notes say why this call gave up, not why an earlier one did
+    stingy = retrying(body, RetryPolicy(budget=RetryBudget(min_per_second=0, retry_ratio=0)))
+    with pytest.raises(ConnectionError):
+        await stingy("x")
+    assert down.__notes__ == [
+        "the cache's own note",
+        "towerpy: RetryLayer gave up after 3 attempts",  # the other layer's
+        "towerpy: the retry budget is spent, so this error was not retried",
+        "towerpy: RetryLayer gave up after 1 attempt",
+    ]
+    with pytest.raises(ConnectionError):
+        await svc("x")
+    assert down.__notes__ == [
+        "the cache's own note",
+        "towerpy: the retry budget is spent, so this error was not retried",
+        "towerpy: RetryLayer gave up after 1 attempt",
+        "towerpy: RetryLayer gave up after 3 attempts",
+    ]
 
 
 async def test_errors_that_are_not_retryable_propagate_at_once() -> None:

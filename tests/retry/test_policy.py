@@ -115,10 +115,27 @@ def test_retry_after_sets_a_floor_on_the_wait() -> None:
     assert policy.retry("req", RateLimited("429", retry_after=7), 1) == 7.0
 
 
-@pytest.mark.parametrize("value", [None, "3", -1.0, math.nan, math.inf, True])
+@pytest.mark.parametrize("value", [None, "3", -1.0, math.nan, True])
 def test_unusable_retry_after_values_are_ignored(value: object) -> None:
     policy = RetryPolicy(backoff=ConstantBackoff(0.5))
     assert policy.retry("req", Throttled(value), 1) == 0.5
+
+
+@pytest.mark.parametrize("max_retry_after", [None, 60])
+def test_an_infinite_retry_after_means_never_retry(max_retry_after: float | None) -> None:
+    budget = RetryBudget(min_per_second=0, retry_ratio=0)  # would refuse: must not be asked
+    policy = RetryPolicy(
+        backoff=ConstantBackoff(0.5), max_retry_after=max_retry_after, budget=budget
+    )
+    down = Throttled(math.inf)
+    assert policy.retry("req", down, 1) is None
+    assert down.__notes__ == [
+        "towerpy: not retried: the error asks never to be retried (retry_after=inf)"
+    ]
+    # asked again about the same error object, it says so once
+    assert policy.retry("req", down, 1) is None
+    assert len(down.__notes__) == 1
+    assert RetryPolicy(respect_retry_after=False).retry("req", Throttled(math.inf), 1) is not None
 
 
 def test_retry_after_is_ignored_when_not_respected() -> None:
@@ -149,9 +166,12 @@ def test_max_retry_after_is_not_applied_when_retry_after_is_not_respected() -> N
     assert policy.retry("req", Throttled(3600.0), 1) == 0.5
 
 
-@pytest.mark.parametrize("value", [-1, math.nan, "60", True])
-def test_max_retry_after_must_be_seconds(value: object) -> None:
-    with pytest.raises(ValueError, match="max_retry_after must be a number of seconds >= 0"):
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(-1, ValueError), (math.nan, ValueError), ("60", TypeError), (True, TypeError)],
+)
+def test_max_retry_after_must_be_seconds(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="max_retry_after must be a number of seconds >= 0"):
         RetryPolicy(max_retry_after=value)  # type: ignore[arg-type]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 from typing_extensions import override
 
@@ -175,8 +176,51 @@ async def test_the_suite_runs_whole_for_a_layer_of_ones_own() -> None:
     await ServiceContract(Limit).check_all()
 
 
+class Hasty(Middleware[Any, Any], direct_call=True):
+    """A broken limit: its try_ready() waits, as ready() does, where it should say False."""
+
+    def __init__(self, inner: Service[Any, Any], capacity: int) -> None:
+        super().__init__(inner)
+        self.limiter = ConcurrencyLimit(inner, capacity).limiter
+
+    @override
+    async def ready(self) -> None:
+        await lowlevel.reserve(self, self.limiter.acquire, self.limiter.release, self.inner)
+
+    @override
+    async def try_ready(self) -> bool:
+        await self.ready()
+        return True
+
+    @override
+    async def call(self, request: Any) -> Any:
+        permit = await lowlevel.take_or_acquire(self, self.limiter.acquire)
+        try:
+            return await self.inner(request)
+        finally:
+            self.limiter.release(permit)
+
+
+async def test_a_step_that_must_not_wait_fails_after_the_contracts_bound() -> None:
+    contract = ServiceContract(Hasty, bound=2.5)
+    start = anyio.current_time()
+    with pytest.raises(TimeoutError):
+        await contract.check("try_ready_does_not_wait_and_holds_nothing_when_it_fails")
+    assert anyio.current_time() - start == pytest.approx(2.5)  # virtual seconds, not an hour
+
+
 def test_an_unknown_check_is_refused_with_the_known_names() -> None:
     contract = ServiceContract(lambda inner, n: ConcurrencyLimit(inner, n))
     assert "a_call_alone_waits_for_capacity" in contract.checks()
     with pytest.raises(TypeError, match="make"):
         ServiceContract(42)  # type: ignore[arg-type]
+
+
+def test_a_bound_or_settle_that_cannot_work_is_refused_saying_what_is_needed() -> None:
+    def make(inner: Service[Any, Any], n: int) -> Service[Any, Any]:
+        return ConcurrencyLimit(inner, n)
+
+    with pytest.raises(ValueError, match="bound must be a finite number > 0"):
+        ServiceContract(make, bound=0)
+    with pytest.raises(TypeError, match=r"settle\(service\)"):
+        ServiceContract(make, settle=5)  # type: ignore[arg-type]

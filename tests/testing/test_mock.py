@@ -63,7 +63,7 @@ async def test_fail_needs_an_exception() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(svc, "x")
         _, responder = await handle.next_request()
-        with pytest.raises(TypeError, match="needs an exception, got str"):
+        with pytest.raises(TypeError, match="exc must be an exception, got str"):
             responder.fail("boom")  # type: ignore[arg-type]
         responder.send(None)
 

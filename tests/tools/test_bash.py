@@ -130,8 +130,16 @@ async def test_the_tool_takes_a_command_and_its_result_reads_as_json_for_the_mod
 def test_bad_options_are_refused() -> None:
     with pytest.raises(ValueError, match="timeout"):
         Bash(timeout=0)
-    with pytest.raises(ValueError, match="max_output"):
+    with pytest.raises(
+        TypeError, match=r"timeout must be a finite number of seconds > 0, got bool"
+    ):
+        Bash(timeout=True)  # not one second
+    with pytest.raises(TypeError, match="timeout"):
+        bash_tool(timeout="30")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_output must be >= 2, got 1"):
         Bash(max_output=1)
+    with pytest.raises(TypeError, match="max_output must be an int >= 2"):
+        Bash(max_output="30000")  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError, match="not on PATH"):
         Bash(shell="no-such-shell-here")
 
@@ -161,3 +169,10 @@ def test_a_sandbox_root_made_for_the_tool_is_removed_with_it() -> None:
     del bash
     gc.collect()
     assert not root.exists()
+
+
+def test_the_bash_tool_is_exported_from_the_tools_package() -> None:
+    import towerpy.tools
+
+    assert towerpy.tools.bash_tool is bash_tool
+    assert {"Bash", "BashResult", "bash_tool"} <= set(towerpy.tools.__all__)

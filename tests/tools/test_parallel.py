@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from typing import Any
 
 import anyio
@@ -182,6 +183,7 @@ async def test_join_all_returns_every_output_when_nothing_fails() -> None:
 async def test_join_all_raises_the_tools_exception_unwrapped() -> None:
     @tool
     async def broken(x: int) -> int:
+        """Broken."""
         raise KeyError(x)
 
     parallel = ParallelToolRouter(ToolRouter([broken]), policy=JoinPolicy.JOIN_ALL)
@@ -248,6 +250,7 @@ async def test_isolate_turns_failures_into_error_outputs_and_leaves_the_rest_alo
 async def test_isolate_reports_unknown_tools_and_malformed_arguments_to_the_model() -> None:
     @tool
     async def add(a: int, b: int) -> int:
+        """Add."""
         return a + b
 
     parallel = ParallelToolRouter(ToolRouter([add]))
@@ -311,6 +314,7 @@ async def test_a_timed_out_sync_tool_returns_promptly() -> None:
 
     @tool
     def stuck(x: int) -> int:
+        """Stuck."""
         gate.wait(10)
         return x
 
@@ -339,22 +343,27 @@ async def test_a_sequential_tool_runs_alone_at_its_position() -> None:
     assert router.spans == {"a": (0, 1), "b": (0, 2), "s": (2, 3), "c": (3, 4), "d": (3, 6)}
 
 
-async def test_sequential_tools_are_found_through_layers_around_a_tool_router() -> None:
+async def test_a_catalog_tells_which_tools_are_sequential_through_layers_around_the_router() -> (
+    None
+):
     spans: dict[str, tuple[float, float]] = {}
 
     @tool
     async def work(label: str) -> None:
+        """Work."""
         start = anyio.current_time()
         await anyio.sleep(1)
         spans[label] = (start, anyio.current_time())
 
     @tool(sequential=True)
     async def commit(label: str) -> None:
+        """Commit."""
         start = anyio.current_time()
         await anyio.sleep(1)
         spans[label] = (start, anyio.current_time())
 
-    router = InFlightProbe(ToolRouter([work, commit]))
+    tools = ToolRouter([work, commit])
+    router = InFlightProbe(tools)
     batch = [
         ToolInvocation(id="1", name="work", arguments={"label": "w1"}),
         ToolInvocation(id="2", name="commit", arguments={"label": "c1"}),
@@ -362,7 +371,7 @@ async def test_sequential_tools_are_found_through_layers_around_a_tool_router() 
         ToolInvocation(id="4", name="work", arguments={"label": "w2"}),
         ToolInvocation(id="5", name="work", arguments={"label": "w3"}),
     ]
-    await ParallelToolRouter(router, limit=5)(batch)
+    await ParallelToolRouter(router, limit=5, catalog=tools)(batch)
     assert spans == {"w1": (0, 1), "c1": (1, 2), "c2": (2, 3), "w2": (3, 4), "w3": (3, 4)}
     assert router.peak == 2
 
@@ -405,11 +414,17 @@ async def test_cancelling_the_call_cancels_every_invocation_and_leaves_nothing_r
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"limit": 0}, ValueError, "limit must be an int >= 1"),
-        ({"limit": True}, ValueError, "limit must be an int >= 1"),
+        ({"limit": 0}, ValueError, "limit must be >= 1"),
+        ({"limit": True}, TypeError, "limit must be an int >= 1"),
+        ({"limit": "3"}, TypeError, "limit must be an int >= 1"),
         ({"policy": "isolate"}, TypeError, "policy must be a JoinPolicy"),
-        ({"tool_timeout": 0}, ValueError, "tool_timeout must be seconds > 0"),
-        ({"tool_timeout": float("nan")}, ValueError, "tool_timeout must be seconds > 0"),
+        ({"tool_timeout": 0}, ValueError, "tool_timeout must be a finite number of seconds > 0"),
+        ({"tool_timeout": math.nan}, ValueError, "tool_timeout must be a finite number of sec"),
+        ({"tool_timeout": True}, TypeError, "tool_timeout must be a finite number of seconds"),
+        ({"wait_timeout": -1}, ValueError, "wait_timeout must be a finite number of seconds > 0"),
+        ({"sequential": "search"}, TypeError, "sequential must be a function"),
+        ({"describe": None}, TypeError, "describe must be a function"),
+        ({"catalog": object()}, TypeError, "catalog must be a ToolCatalog"),
     ],
 )
 def test_bad_options_are_refused_at_construction(
@@ -521,3 +536,345 @@ async def test_cancelling_a_batch_at_any_moment_leaves_nothing_running(
     await anyio.sleep(20)
     assert router.started == started
     assert router.peak <= limit
+
+
+# --- tool_timeout bounds the run, wait_timeout the wait -------------------------------------------
+
+
+def one_at_a_time() -> tuple[ToolRouter, dict[str, tuple[float, float]]]:
+    spans: dict[str, tuple[float, float]] = {}
+
+    @tool(concurrency_limit=1)
+    async def browse(label: str) -> str:
+        """Browses, one page at a time."""
+        start = anyio.current_time()
+        await anyio.sleep(1)
+        spans[label] = (start, anyio.current_time())
+        return label
+
+    return ToolRouter([browse]), spans
+
+
+def browse_calls(count: int) -> list[ToolInvocation]:
+    return [
+        ToolInvocation(id=str(n), name="browse", arguments={"label": f"p{n}"}) for n in range(count)
+    ]
+
+
+async def test_tool_timeout_does_not_count_the_wait_for_the_tools_own_permit() -> None:
+    router, spans = one_at_a_time()
+    outputs = await ParallelToolRouter(router, limit=3, tool_timeout=1.5)(browse_calls(3))
+    assert [o.content for o in outputs] == ["p0", "p1", "p2"]  # the third waited 2 s, ran 1 s
+    assert spans == {"p0": (0, 1), "p1": (1, 2), "p2": (2, 3)}
+
+
+async def test_tool_timeout_does_not_count_the_wait_for_a_limit_around_the_router() -> None:
+    from towerpy import ConcurrencyLimitLayer
+
+    router, _ = one_at_a_time()
+    shared = ConcurrencyLimitLayer(1).layer(router)
+    outputs = await ParallelToolRouter(shared, limit=3, tool_timeout=1.5, catalog=router)(
+        browse_calls(3)
+    )
+    assert not any(o.is_error for o in outputs)
+    assert anyio.current_time() == 3
+
+
+async def test_tool_timeout_still_bounds_the_run_after_a_wait() -> None:
+    started: list[float] = []
+
+    @tool(concurrency_limit=1)
+    async def slow(n: int) -> int:
+        """Takes n seconds."""
+        started.append(anyio.current_time())
+        await anyio.sleep(n)
+        return n
+
+    parallel = ParallelToolRouter(ToolRouter([slow]), limit=2, tool_timeout=1.5)
+    outputs = await parallel(
+        [ToolInvocation(id=str(i), name="slow", arguments={"n": n}) for i, n in enumerate([1, 2])]
+    )
+    assert outputs[0].content == 1
+    assert outputs[1] == ToolOutput(
+        id="1", name="slow", content="tool 'slow' timed out after 1.5 seconds", is_error=True
+    )
+    assert started == [0, 1]
+    assert anyio.current_time() == 2.5  # waited 1 s, then ran its 1.5 s
+
+
+async def test_wait_timeout_reports_an_invocation_that_never_started_as_such() -> None:
+    router, spans = one_at_a_time()
+    parallel = ParallelToolRouter(router, limit=3, tool_timeout=1.5, wait_timeout=1.5)
+    outputs = await parallel(browse_calls(3))
+    assert [o.is_error for o in outputs] == [False, False, True]
+    assert outputs[2].content == (
+        "tool 'browse' did not start: it waited 1.5 seconds for capacity (other calls held its "
+        "limit); try it again later"
+    )
+    assert sorted(spans) == ["p0", "p1"]  # the third never ran
+
+
+@pytest.mark.parametrize("policy", [JoinPolicy.JOIN_ALL, JoinPolicy.FAIL_FAST])
+async def test_an_invocation_that_waited_too_long_fails_with_wait_elapsed(
+    policy: JoinPolicy,
+) -> None:
+    from towerpy import WaitElapsed
+
+    router, _ = one_at_a_time()
+    parallel = ParallelToolRouter(router, limit=2, policy=policy, wait_timeout=0.5)
+    with pytest.raises(WaitElapsed) as caught:
+        await parallel(browse_calls(2))
+    assert isinstance(caught.value, Elapsed)
+    assert caught.value.seconds == 0.5
+    assert (
+        str(caught.value) == "tool 'browse' did not start within 0.5s: it was waiting for capacity"
+    )
+
+
+async def test_the_wait_bound_counts_every_wait_of_an_invocation_together() -> None:
+    from towerpy import ConcurrencyLimitLayer
+
+    router, _ = one_at_a_time()
+    shared = ConcurrencyLimitLayer(2).layer(router)
+    parallel = ParallelToolRouter(shared, limit=3, wait_timeout=1.25, catalog=router)
+    outputs = await parallel(browse_calls(3))
+    # p1 waits 1 s for the tool's permit: within the bound. p2 waits 1 s for the shared limit,
+    # then for the tool's permit: each wait alone is within the bound, both together are not
+    assert [o.is_error for o in outputs] == [False, False, True]
+    assert "did not start" in outputs[2].content
+    assert anyio.current_time() == 2
+
+
+async def test_an_agents_tool_timeout_does_not_count_waiting_for_a_permit() -> None:
+    from towerpy.llm import Agent, Message, ScriptedModel, ToolCall
+
+    router, _ = one_at_a_time()
+    calls = [ToolCall(id=str(n), name="browse", arguments={"label": f"p{n}"}) for n in range(3)]
+    model = ScriptedModel([Message.assistant(tool_calls=calls), Message.assistant("done")])
+    result = await Agent(model, tools=router, tool_timeout=1.5).run("browse three pages")
+    assert [m.content for m in result.messages if m.role == "tool"] == ["p0", "p1", "p2"]
+
+
+# --- JOIN_ALL keeps every outcome -----------------------------------------------------------------
+
+
+async def test_join_all_attaches_every_outcome_to_the_error_it_raises() -> None:
+    router = Recorder()
+    parallel = ParallelToolRouter(router, limit=5, policy=JoinPolicy.JOIN_ALL)
+    batch = [inv("a", 1), inv("b", 2, fail=True), inv("c", 4), inv("d", 1, fail=True)]
+    with pytest.raises(Boom) as caught:
+        await parallel(batch)
+    error = caught.value
+    assert type(error) is Boom
+    outcomes = error.tool_outcomes  # type: ignore[attr-defined]
+    assert [o.content if isinstance(o, ToolOutput) else o for o in outcomes] == [
+        "A",
+        router.errors["b"],
+        "C",
+        router.errors["d"],
+    ]
+    [note] = error.__notes__
+    assert note.startswith("towerpy tool batch: 2 of 4 invocations failed (JOIN_ALL): ")
+    assert "'work' (id 'b'): Boom, 'work' (id 'd'): Boom" in note
+
+
+async def test_an_error_raised_by_every_batch_keeps_one_note() -> None:
+    cached = KeyError("service down")
+
+    @tool
+    async def down(x: int) -> int:
+        """Always down."""
+        raise cached
+
+    parallel = ParallelToolRouter(ToolRouter([down]), policy=JoinPolicy.JOIN_ALL)
+    batch = [ToolInvocation(id=str(n), name="down", arguments={"x": n}) for n in range(2)]
+    for _ in range(3):
+        with pytest.raises(KeyError):
+            await parallel(batch)
+    assert len(cached.__notes__) == 1
+    assert cached.tool_outcomes == [cached, cached]  # type: ignore[attr-defined]
+
+
+# --- odd errors never lose an output --------------------------------------------------------------
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+
+async def test_an_error_whose_str_fails_still_becomes_an_error_output() -> None:
+    @tool
+    async def odd(x: int) -> int:
+        """Fails oddly."""
+        raise Unprintable
+
+    outputs = await ParallelToolRouter(ToolRouter([odd]))(
+        [ToolInvocation(id=str(n), name="odd", arguments={"x": n}) for n in range(2)]
+    )
+    assert [o.content for o in outputs] == [
+        "tool 'odd' failed: Unprintable (its message could not be read: RuntimeError)"
+    ] * 2
+
+
+def stray_cancelling_tool() -> ToolRouter:
+    @tool
+    async def waits_on_others(x: int) -> int:
+        """Awaits a future that something else cancels."""
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(future.cancel)
+        return await future  # type: ignore[no-any-return]
+
+    @tool
+    async def fine(x: int) -> int:
+        """Works."""
+        await anyio.sleep(x)
+        return x
+
+    return ToolRouter([waits_on_others, fine])
+
+
+def stray_batch(size: int) -> list[ToolInvocation]:
+    names = ["waits_on_others", "fine"]
+    return [ToolInvocation(id=str(n), name=names[n % 2], arguments={"x": 1}) for n in range(size)]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("size", [1, 4])
+async def test_a_stray_cancelled_error_under_isolate_is_an_error_output(size: int) -> None:
+    outputs = await ParallelToolRouter(stray_cancelling_tool())(stray_batch(size))
+    assert outputs[0].is_error
+    assert outputs[0].content.startswith(
+        "tool 'waits_on_others' failed: RuntimeError: tool 'waits_on_others' raised "
+        "CancelledError although nothing cancelled it"
+    )
+    assert [o.content for o in outputs[1::2]] == [1] * (size // 2)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("policy", [JoinPolicy.JOIN_ALL, JoinPolicy.FAIL_FAST])
+async def test_a_stray_cancelled_error_is_raised_as_a_real_error(policy: JoinPolicy) -> None:
+    parallel = ParallelToolRouter(stray_cancelling_tool(), policy=policy)
+    with pytest.raises(RuntimeError, match="raised CancelledError although nothing cancelled"):
+        await parallel(stray_batch(4))
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_real_cancellation_is_still_cancellation() -> None:
+    parallel = ParallelToolRouter(stray_cancelling_tool())
+    with anyio.move_on_after(0.5) as scope:
+        await parallel(stray_batch(4)[1:2] * 3)
+    assert scope.cancelled_caught
+
+
+# --- FAIL_FAST and the threads of sync tools ------------------------------------------------------
+
+
+async def test_fail_fast_reports_the_threads_of_sync_tools_it_could_not_stop() -> None:
+    import threading
+
+    from towerpy.tools import ThreadLimiter
+
+    limiter = ThreadLimiter(4)
+    started = threading.Event()
+    gate = threading.Event()
+
+    @tool(thread_limiter=limiter)
+    def crunch(x: int) -> int:
+        """Crunches numbers in a thread."""
+        started.set()
+        gate.wait(10)
+        return x
+
+    @tool
+    async def broken(x: int) -> int:
+        """Fails once the thread runs."""
+        await anyio.to_thread.run_sync(started.wait)
+        raise Boom("broken")
+
+    parallel = ParallelToolRouter(ToolRouter([crunch, broken]), policy=JoinPolicy.FAIL_FAST)
+    batch = [
+        ToolInvocation(id="1", name="crunch", arguments={"x": 1}),
+        ToolInvocation(id="2", name="broken", arguments={"x": 2}),
+    ]
+    try:
+        with pytest.raises(Boom) as caught:
+            await parallel(batch)
+        [note] = caught.value.__notes__
+        assert note.startswith(
+            "towerpy tool batch: 1 worker thread(s) of cancelled sync tools were still running "
+            "when the batch raised ('crunch')"
+        )
+        assert limiter.abandoned == 1
+        assert limiter.busy == 1  # it keeps its slot: abandoned threads stay bounded
+    finally:
+        gate.set()
+    for _ in range(limiter.total):  # the last slot is the thread's: it comes back once it returns
+        await limiter.acquire()
+    assert limiter.abandoned == 0
+    for _ in range(limiter.total):
+        limiter.release()
+
+
+# --- catalogs, and helpers started only when needed ----------------------------------------------
+
+
+async def test_a_sequential_tool_refuses_to_run_in_a_batch_that_cannot_see_it_is_sequential() -> (
+    None
+):
+    @tool(sequential=True)
+    async def deploy(x: int) -> int:
+        """Deploys."""
+        return x
+
+    router = ToolRouter([deploy])
+    wrapped = InFlightProbe(router)
+    batch = [ToolInvocation(id=str(n), name="deploy", arguments={"x": n}) for n in range(2)]
+    outputs = await ParallelToolRouter(wrapped)(batch)
+    assert all(o.is_error for o in outputs)
+    assert "must run alone" in outputs[0].content
+    assert "catalog=" in outputs[0].content
+    [alone] = await ParallelToolRouter(wrapped)(batch[:1])  # alone anyway: it runs
+    assert alone.content == 0
+    assert wrapped.peak == 1
+
+
+async def test_a_batch_of_calls_that_never_wait_runs_in_the_callers_task_alone() -> None:
+    tasks: set[int] = set()
+
+    @tool
+    async def instant(x: int) -> int:
+        """Answers at once."""
+        tasks.add(id(current_task()))
+        return x
+
+    batch = [ToolInvocation(id=str(n), name="instant", arguments={"x": n}) for n in range(10)]
+    outputs = await ParallelToolRouter(ToolRouter([instant]), limit=16)(batch)
+    assert [o.content for o in outputs] == list(range(10))
+    assert tasks == {id(current_task())}
+
+
+async def test_calls_that_wait_all_run_at_once_up_to_the_limit() -> None:
+    router = Recorder()
+    await ParallelToolRouter(router, limit=6)([inv(str(n), 1) for n in range(10)])
+    assert router.peak == 6
+    assert len(router.tasks) == 6
+    assert {router.spans[str(n)] for n in range(6)} == {(0, 1)}
+    assert anyio.current_time() == 2
+
+
+def test_importing_the_tools_loads_nothing_of_the_llm_package() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import towerpy.tools, sys; print([m for m in sys.modules if m.startswith('towerpy.llm')])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
+    from towerpy.llm import ParallelToolsLayer as FromLlm
+    from towerpy.tools import ParallelToolsLayer
+
+    assert ParallelToolsLayer is FromLlm

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import threading
 from collections.abc import Callable  # noqa: TC003 - @tool resolves annotations at runtime
 from typing import Annotated, Any, Literal, Optional
@@ -50,7 +51,7 @@ class Node(BaseModel):
 
 
 def schema_of(fn: Callable[..., Any]) -> dict[str, Any]:
-    return tool(fn).spec.parameters
+    return tool(fn, description="a test tool").spec.parameters
 
 
 # --- schemas -----------------------------------------------------------------------------------
@@ -166,6 +167,7 @@ def test_a_parameter_called_title_keeps_its_name() -> None:
 def test_parameters_may_shadow_pydantic_attributes() -> None:
     @tool
     async def f(json: str, schema: int, model_config: bool = True) -> tuple[str, int, bool]:
+        """F."""
         return json, schema, model_config
 
     assert list(f.spec.parameters["properties"]) == ["json", "schema", "model_config"]
@@ -258,6 +260,56 @@ def test_description_is_the_first_docstring_paragraph_and_args_describe_paramete
     assert props["limit"]["description"] == "How many URLs."
 
 
+def test_docstring_markup_is_left_out_of_what_the_model_reads() -> None:
+    @tool
+    async def parse(text: str, strict: bool = False) -> dict[str, object]:
+        """Parses ``text`` with :func:`json.loads` into a :class:`~towerpy.tools.ToolOutput`.
+
+        Args:
+            text: The **JSON** text, see `RFC 8259 <https://www.rfc-editor.org/rfc/rfc8259>`_.
+            strict: Refuse *anything* but an object, as [the spec](https://json.org) says.
+        """
+        return {}
+
+    assert parse.description == "Parses text with json.loads into a ToolOutput."
+    props = parse.spec.parameters["properties"]
+    assert props["text"]["description"] == (
+        "The JSON text, see RFC 8259 (https://www.rfc-editor.org/rfc/rfc8259)."
+    )
+    assert props["strict"]["description"] == (
+        "Refuse anything but an object, as the spec (https://json.org) says."
+    )
+
+
+def test_plain_text_keeps_what_only_looks_like_markup() -> None:
+    from towerpy.tools._schema import plain_text
+
+    text = "Takes *args like a*b*c, snake_case and __init__, costs 2*3 = 6 and 5 * 4."
+    assert plain_text(text) == text
+    assert plain_text("Example::") == "Example:"
+
+
+def test_a_tool_without_a_docstring_is_refused_when_it_is_made() -> None:
+    async def nameless(x: int) -> int:
+        return x
+
+    with pytest.raises(ValueError, match=r"tool 'nameless' has no description: give .*nameless"):
+        tool(nameless)
+    with pytest.raises(ValueError, match="pass description="):
+        tool(name="other")(nameless)
+    assert tool(nameless, description="Returns x.").description == "Returns x."
+
+
+def test_a_partial_is_described_by_its_function_not_by_functools() -> None:
+    import functools
+
+    async def scaled(x: int, factor: int) -> int:
+        """Scales x."""
+        return x * factor
+
+    assert tool(functools.partial(scaled, factor=2), name="double").description == "Scales x."
+
+
 def test_name_and_description_can_be_given() -> None:
     @tool(name="web-search", description="Finds pages.")
     async def search(query: str) -> None:
@@ -275,24 +327,39 @@ def test_names_providers_reject_are_refused_when_the_tool_is_made(bad: str) -> N
 
 
 def test_sixty_four_characters_are_accepted() -> None:
-    async def f() -> None: ...
+    async def f() -> None:
+        """Does nothing."""
 
     assert tool(f, name="a" * 64).name == "a" * 64
 
 
 @pytest.mark.parametrize(
-    ("option", "value"),
-    [("concurrency_limit", 0), ("concurrency_limit", True), ("timeout", 0), ("timeout", -1.0)],
+    ("option", "value", "error"),
+    [
+        ("concurrency_limit", 0, ValueError),
+        ("concurrency_limit", True, TypeError),
+        ("concurrency_limit", "2", TypeError),
+        ("timeout", 0, ValueError),
+        ("timeout", -1.0, ValueError),
+        ("timeout", math.inf, ValueError),
+        ("timeout", "5", TypeError),
+        ("description", 3, TypeError),
+        ("thread_limiter", 4, TypeError),
+        ("name", 3, TypeError),
+    ],
 )
-def test_bad_limits_are_refused_when_the_tool_is_made(option: str, value: object) -> None:
-    async def f() -> None: ...
+def test_bad_options_are_refused_when_the_tool_is_made(
+    option: str, value: object, error: type[Exception]
+) -> None:
+    async def f() -> None:
+        """Does nothing."""
 
-    with pytest.raises(ValueError, match=option):
+    with pytest.raises(error, match=option):
         tool(f, **{option: value})  # type: ignore[call-overload]
 
 
 def test_something_not_callable_is_refused() -> None:
-    with pytest.raises(TypeError, match="needs a function"):
+    with pytest.raises(TypeError, match=r"tool\(fn\) must be a function, got int 42"):
         tool(42)  # type: ignore[call-overload]
 
 
@@ -305,6 +372,7 @@ async def test_arguments_are_validated_and_converted_before_the_function_runs() 
 
     @tool
     async def plan(trip: Trip, unit: Unit = Unit.CELSIUS) -> str:
+        """Plan."""
         received.append((trip, unit))
         return trip.start.city
 
@@ -329,6 +397,7 @@ async def test_invalid_arguments_name_the_field_and_the_function_never_runs(
 
     @tool
     async def search(query: str, limit: int = 5, place: Place | None = None) -> None:
+        """Search."""
         nonlocal calls
         calls += 1
 
@@ -343,6 +412,7 @@ async def test_invalid_arguments_name_the_field_and_the_function_never_runs(
 async def test_arguments_that_are_not_an_object_are_invalid() -> None:
     @tool
     async def f(x: int) -> int:
+        """F."""
         return x
 
     with pytest.raises(InvalidToolArguments, match="must be a JSON object, got list"):
@@ -353,6 +423,7 @@ async def test_arguments_that_are_not_an_object_are_invalid() -> None:
 async def test_positional_only_parameters_are_passed_by_position() -> None:
     @tool
     async def f(a: int, /, b: int) -> tuple[int, int]:
+        """F."""
         return a, b
 
     assert await f({"a": 1, "b": 2}) == (1, 2)
@@ -364,6 +435,7 @@ async def test_sync_functions_run_in_a_worker_thread() -> None:
 
     @tool
     def where(label: str) -> tuple[str, int]:
+        """Where."""
         return label, threading.get_ident()
 
     label, thread = await where({"label": "x"})
@@ -377,10 +449,12 @@ async def test_exceptions_of_the_function_propagate_unchanged() -> None:
 
     @tool
     async def fetch(url: str) -> str:
+        """Fetch."""
         raise error
 
     @tool
     def fetch_sync(url: str) -> str:
+        """Fetch sync."""
         raise error
 
     for fetcher in (fetch, fetch_sync):
@@ -393,6 +467,7 @@ async def test_exceptions_of_the_function_propagate_unchanged() -> None:
 async def test_a_tool_is_a_service_that_layers_can_wrap() -> None:
     @tool
     async def double(x: int) -> int:
+        """Double."""
         return 2 * x
 
     assert isinstance(double, Service)
@@ -460,6 +535,7 @@ async def test_sync_tools_beyond_the_thread_limit_wait_for_a_free_thread() -> No
 
     @tool(thread_limiter=limiter)
     def work(i: int) -> int:
+        """Work."""
         started[i].set()
         gates[i].wait(10)
         return i
@@ -506,13 +582,16 @@ async def test_a_caller_cancelled_while_waiting_for_a_thread_takes_no_slot() -> 
 
 
 def test_thread_limiter_needs_a_positive_total() -> None:
-    with pytest.raises(ValueError, match="total >= 1"):
+    with pytest.raises(ValueError, match="total must be >= 1, got 0"):
         ThreadLimiter(0)
-    assert repr(ThreadLimiter(3)) == "ThreadLimiter(total=3, busy=0)"
+    with pytest.raises(TypeError, match="total must be an int >= 1"):
+        ThreadLimiter("4")  # type: ignore[arg-type]
+    assert repr(ThreadLimiter(3)) == "ThreadLimiter(total=3, busy=0, abandoned=0)"
 
 
 def test_tool_class_and_decorator_agree() -> None:
     async def f(x: int) -> int:
+        """Returns x."""
         return x
 
     assert Tool(f, name="g").spec == tool(name="g")(f).spec
@@ -528,6 +607,7 @@ async def test_concurrency_limit_bounds_calls_of_the_tool_across_callers() -> No
 
     @tool(concurrency_limit=2)
     async def slow(n: int) -> int:
+        """Slow."""
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
@@ -546,6 +626,7 @@ async def test_concurrency_limit_bounds_calls_of_the_tool_across_callers() -> No
 async def test_ready_reserves_a_permit_of_the_tools_limit() -> None:
     @tool(concurrency_limit=1)
     async def one(n: int) -> int:
+        """One."""
         return n
 
     await one.ready()
@@ -569,6 +650,7 @@ async def _other_task_try_ready(service: Service[Any, Any]) -> bool:
 async def test_a_tool_that_runs_past_its_timeout_raises_elapsed() -> None:
     @tool(timeout=1.5)
     async def stuck(n: int) -> int:
+        """Stuck."""
         await anyio.sleep(10)
         return n
 
@@ -584,6 +666,7 @@ async def test_a_sync_tool_past_its_timeout_returns_promptly() -> None:
 
     @tool(timeout=0.5)
     def blocking(n: int) -> int:
+        """Blocking."""
         gate.wait(10)
         return n
 
@@ -599,6 +682,7 @@ async def test_a_sync_tool_past_its_timeout_returns_promptly() -> None:
 async def test_the_timeout_does_not_count_waiting_for_a_permit() -> None:
     @tool(concurrency_limit=1, timeout=1.5)
     async def work(n: int) -> int:
+        """Work."""
         await anyio.sleep(1)
         return n
 

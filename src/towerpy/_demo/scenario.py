@@ -273,10 +273,11 @@ def build(
 
     rate, burst = MODEL_RATE
     bucket = TokenBucket(rate, per=1.0, burst=burst)  # one budget for every agent's model calls
+    router = ToolRouter([search, fetch, read_file, run_tests, add])
     tools: Service[ToolInvocation, Any] = (
         ServiceBuilder()
         .layer(KeyedConcurrencyLimitLayer(key=_tool_name, limits=TOOL_LIMITS))
-        .service(ToolRouter([search, fetch, read_file, run_tests, add]))
+        .service(router)
     )
     agents = []
     for plan in PLANS:
@@ -284,7 +285,7 @@ def build(
         agent_tools = Recorded(tools, timeline, _tool_row(name), asked=_asked(timeline, name))
         stack = (
             ServiceBuilder()
-            .layer(ParallelToolsLayer(agent_tools, limit=tool_limit or plan.limit))
+            .layer(ParallelToolsLayer(agent_tools, limit=tool_limit or plan.limit, catalog=router))
             .layer(layer_fn(_model_recorder(timeline, name)))
         )
         if model is not None:  # a real provider fails now and then; each retry pays the rate
@@ -295,7 +296,7 @@ def build(
         else:
             step = stack.timeout(REAL_MODEL_TIMEOUT).service(model)
         max_steps = 5 if model is None else REAL_MODEL_STEPS
-        agents.append((plan, Agent(step, tools=agent_tools, max_steps=max_steps)))
+        agents.append((plan, Agent(step, tools=agent_tools, max_steps=max_steps, catalog=router)))
     return agents
 
 

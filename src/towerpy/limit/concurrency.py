@@ -8,9 +8,9 @@ from typing import TypeVar, final
 from typing_extensions import override
 
 from .._service import Middleware, Service
-from .._validate import check_positive_int
+from .._validate import check_instance, check_positive_int
 from .._waiter import Permits
-from ..lowlevel import reserve, take_or_acquire_nowait, try_reserve
+from ..lowlevel import reserve, take_or_acquire_nowait, try_reserve, wait_for_capacity
 from .protocols import ConcurrencyBackend
 
 __all__ = [
@@ -77,7 +77,7 @@ class ConcurrencyLimiter:
     def acquire_nowait(self) -> object | None:
         """Takes a permit if one is free and nobody waits; returns it, or None."""
         permits = self._permits
-        if permits.available and not permits.waiting:  # Permits.take_nowait, without a call
+        if permits.available and not permits.queue:  # Permits.take_nowait, without the call
             permits.available -= 1
             return _PERMIT
         return None
@@ -101,14 +101,17 @@ class ConcurrencyLimiter:
             RuntimeError: More permits were given back than were taken.
         """
         permits = self._permits
-        if permits.available >= self._max:
+        if permits.queue:
+            permits.give()  # to the first waiter
+        elif permits.available < self._max:
+            permits.available += 1  # Permits.give with nobody waiting, without the call
+        else:
             raise RuntimeError("ConcurrencyLimiter.release() called more times than acquire()")
-        permits.give()
 
     @property
     def idle(self) -> bool:
         """Whether every permit is free and nobody waits."""
-        return self._permits.available == self._max and not self._permits.waiting
+        return self._permits.available == self._max and not self._permits.queue
 
     def statistics(self) -> ConcurrencyStatistics:
         """Returns the limit, the permits out and the number of waiting tasks."""
@@ -140,11 +143,12 @@ def _limiter_from(
             f"{who} takes max_in_flight or limiter=, not both; the limiter already has its "
             f"max_in_flight"
         )
-    if not isinstance(limiter, ConcurrencyBackend):
-        raise TypeError(
-            f"limiter must be a ConcurrencyLimiter (or another ConcurrencyBackend), got "
-            f"{type(limiter).__name__}"
-        )
+    check_instance(
+        "limiter",
+        limiter,
+        ConcurrencyBackend,
+        "a ConcurrencyLimiter (or another ConcurrencyBackend)",
+    )
     return limiter
 
 
@@ -197,7 +201,14 @@ class ConcurrencyLimit(Middleware[ReqT, RespT], direct_call=True):
     @override
     async def ready(self) -> None:
         limiter = self._limiter
-        await reserve(self, limiter.acquire, limiter.release, self.inner, limiter.acquire_nowait)
+        await reserve(
+            self,
+            limiter.acquire,
+            limiter.release,
+            self.inner,
+            limiter.acquire_nowait,
+            limiter.try_acquire,
+        )
 
     @override
     async def try_ready(self) -> bool:
@@ -211,7 +222,7 @@ class ConcurrencyLimit(Middleware[ReqT, RespT], direct_call=True):
         limiter = self._limiter
         permit = take_or_acquire_nowait(self, limiter.acquire_nowait)
         if permit is None:
-            permit = await limiter.acquire()
+            permit = await wait_for_capacity(self, limiter.acquire, limiter.try_acquire)
         try:
             result: RespT = await self.inner(request)
         finally:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 from typing_extensions import override
 
 from .._service import Middleware, Service
-from .._validate import check_plain_function, check_positive_int
+from .._validate import check_mapping, check_plain_function, check_positive_int
 from ..lowlevel import refuse_if_shedding
 from .concurrency import ConcurrencyLimiter, ConcurrencyStatistics
 
@@ -40,10 +40,7 @@ class KeyedConcurrencyStatistics:
 
 def _check_limits(key: object, limits: Mapping[Any, int], default: int | None) -> dict[Any, int]:
     check_plain_function("key", key)
-    if not hasattr(limits, "items"):
-        raise TypeError(
-            f"limits must be a mapping from key to max_in_flight, got {type(limits).__name__}"
-        )
+    check_mapping("limits", limits, what="a mapping from key to max_in_flight")
     checked = {k: check_positive_int(f"limits[{k!r}]", v) for k, v in limits.items()}
     if default is not None:
         check_positive_int("default", default)

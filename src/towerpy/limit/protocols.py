@@ -15,6 +15,10 @@ objects or callbacks across processes:
 - ``acquire_nowait`` is the in-memory fast path, tried before ``acquire`` on every request; a
   backend that needs I/O to decide returns None (or False) from it and does the work in
   ``acquire``.
+- a backend that cannot reach its store raises `LimiterUnavailable` from ``acquire`` and
+  ``try_acquire`` (or admits, if so configured); background work of its own (sending what
+  was queued, renewing leases) runs inside ``async with backend:``. `towerpy.redis` does both;
+  the layers need to know about neither.
 """
 
 from __future__ import annotations

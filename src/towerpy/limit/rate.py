@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from typing_extensions import override
 
-from .._service import Middleware, Service, callable_name
-from .._validate import check_plain_function, check_positive_number
-from ..lowlevel import Shed, reserve, take_or_acquire_nowait, try_reserve
+from .._callables import callable_name
+from .._service import Middleware, Service
+from .._validate import check_instance, check_plain_function, check_positive_number
+from ..lowlevel import Shed, reserve, take_or_acquire_nowait, try_reserve, wait_for_capacity
 from .bucket import RateStatistics, TokenBucket
 from .protocols import RateBackend
 
@@ -57,11 +58,7 @@ def _bucket_from(
                 f"{who}: per and burst belong to the shared bucket when limiter= is given; pass "
                 f"them to TokenBucket(rate, per=..., burst=...)"
             )
-        if not isinstance(limiter, RateBackend):
-            raise TypeError(
-                f"limiter must be a TokenBucket (or another RateBackend), got "
-                f"{type(limiter).__name__}"
-            )
+        check_instance("limiter", limiter, RateBackend, "a TokenBucket (or another RateBackend)")
         bucket_burst = limiter.burst
     if cost is None and bucket_burst < _ONE:
         raise ValueError(
@@ -128,7 +125,7 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
         RequestTooLarge: At the call, a request costs more than ``burst``.
     """
 
-    __slots__ = ("_actual_cost", "_bucket", "_cost")
+    __slots__ = ("_actual_cost", "_bucket", "_cost", "_receipts")
     _towerpy_sheds = True
 
     def __init__(
@@ -147,6 +144,11 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
         self._bucket: RateBackend = (
             shared if shared is not None else TokenBucket(rate, per, burst)  # type: ignore[arg-type]
         )
+        # A TokenBucket gives receipts for the tokens taken, so that a refund gives back exactly
+        # what of them still counts (TokenBucket.refund); other backends get the cost back.
+        self._receipts: TokenBucket | None = (
+            self._bucket if type(self._bucket) is TokenBucket else None
+        )
         self._cost = cost
         self._actual_cost = actual_cost
 
@@ -155,20 +157,47 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
         """The bucket this service takes its tokens from."""
         return self._bucket
 
+    # A reservation's token is the receipt of its one token (or that cost, _ONE, without
+    # receipts): see _refund.
+
+    def _receipt(self) -> float:
+        bucket = self._receipts
+        return _ONE if bucket is None else bucket.taken
+
+    def _refund(self, cost: float, receipt: float) -> None:
+        bucket = self._receipts
+        if bucket is None:
+            self._bucket.refund(cost)
+        else:
+            bucket.refund(cost, receipt)
+
+    def _refund_reservation(self, receipt: float) -> None:
+        self._refund(_ONE, receipt)
+
     async def _acquire_one(self) -> float:
         bucket = self._bucket
         if not bucket.acquire_nowait(_ONE):
             await bucket.acquire(_ONE)
-        return _ONE
+        return self._receipt()
 
     async def _try_acquire_one(self) -> float | None:
-        return _ONE if await self._bucket.try_acquire(_ONE) else None
+        return self._receipt() if await self._bucket.try_acquire(_ONE) else None
 
     def _acquire_nowait(self, cost: float) -> float | None:
-        return cost if self._bucket.acquire_nowait(cost) else None
+        return self._receipt() if self._bucket.acquire_nowait(cost) else None
+
+    async def _acquire(self, cost: float) -> float:
+        await self._bucket.acquire(cost)
+        return self._receipt()
+
+    async def _try_acquire(self, cost: float) -> float | None:
+        return self._receipt() if await self._bucket.try_acquire(cost) else None
 
     def _acquire_one_nowait(self) -> float | None:
-        return _ONE if self._bucket.acquire_nowait(_ONE) else None
+        if self._bucket.acquire_nowait(_ONE):
+            receipts = self._receipts  # self._receipt(), inlined: every request's path
+            return _ONE if receipts is None else receipts.taken
+        return None
 
     @override
     async def ready(self) -> None:
@@ -176,7 +205,12 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
             await self.inner.ready()  # the next request's cost is unknown: nothing to reserve
             return
         await reserve(
-            self, self._acquire_one, self._bucket.refund, self.inner, self._acquire_one_nowait
+            self,
+            self._acquire_one,
+            self._refund_reservation,
+            self.inner,
+            self._acquire_one_nowait,
+            self._try_acquire_one,
         )
 
     @override
@@ -184,36 +218,47 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
         if self._cost is not None:
             return await self.inner.try_ready()
         return await try_reserve(
-            self, self._try_acquire_one, self._bucket.refund, self.inner, self._acquire_one_nowait
+            self,
+            self._try_acquire_one,
+            self._refund_reservation,
+            self.inner,
+            self._acquire_one_nowait,
         )
 
     @override
     async def call(self, request: ReqT) -> RespT:
         bucket = self._bucket
         if self._cost is None:
-            cost = take_or_acquire_nowait(self, self._acquire_one_nowait)
-            if cost is None:
-                cost = _ONE
-                await bucket.acquire(cost)
+            cost = _ONE
+            # a reservation's token, or a fresh admission's, is the receipt of its one token
+            receipt = take_or_acquire_nowait(self, self._acquire_one_nowait)
+            if receipt is None:
+                receipt = await wait_for_capacity(self, self._acquire_one, self._try_acquire_one)
         else:  # ready() reserved nothing here: the cost is known only now
             try:
                 cost = _cost(self._cost(request), self._cost, "cost")
-                if take_or_acquire_nowait(self, self._acquire_nowait, cost) is None:
-                    await bucket.acquire(cost)
+                # no reservation to take: with a cost function, ready() reserves none
+                receipt = self._acquire_nowait(cost)
+                if receipt is None:
+                    paid = cost  # the cost of this request, for the two functions below
+                    receipt = await wait_for_capacity(
+                        self, lambda: self._acquire(paid), lambda: self._try_acquire(paid)
+                    )
             except BaseException:
                 self.inner.drop_reservation()  # refused before the call: free what ready() took
                 raise
         try:
             response: RespT = await self.inner(request)
         except Shed:
-            bucket.refund(cost)  # refused further in, under load shedding: never admitted
+            self._refund(cost, receipt)  # refused further in, under load shedding: never admitted
             raise
-        if self._actual_cost is not None:
-            actual = _cost(self._actual_cost(request, response), self._actual_cost, "actual_cost")
+        actual_cost = self._actual_cost
+        if actual_cost is not None:
+            actual = _cost(actual_cost(request, response), actual_cost, "actual_cost")
             if actual > cost:
                 bucket.charge(actual - cost)
             elif actual < cost:
-                bucket.refund(cost - actual)
+                self._refund(cost - actual, receipt)
         return response
 
     def statistics(self) -> RateStatistics:

@@ -47,7 +47,13 @@ def _input(call: ToolCall) -> dict[str, Any]:
         parsed = json.loads(call.raw_arguments)
     except ValueError:
         return {}
-    return parsed if isinstance(parsed, dict) else {}
+    if not isinstance(parsed, dict):
+        return {}
+    try:  # a lone surrogate (text that was not valid Unicode) cannot go out as UTF-8
+        json.dumps(parsed, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return {}
+    return parsed
 
 
 def _blocks(index: int, message: Message) -> tuple[str, list[dict[str, Any]]]:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import from_json
+
+from .._validate import check_mapping
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
     from types import ModuleType
 
-__all__ = ["check_params", "check_sdk_max_retries", "import_sdk", "parse_arguments"]
+__all__ = ["check_params", "import_sdk", "parse_arguments"]
 
 
 def import_sdk(module: str, extra: str, who: str) -> ModuleType:
@@ -36,17 +39,6 @@ def import_sdk(module: str, extra: str, who: str) -> ModuleType:
         ) from exc
 
 
-def check_sdk_max_retries(value: int | None) -> None:
-    """Rejects a negative or non-integer ``sdk_max_retries`` at construction."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(
-            f"sdk_max_retries must be an int >= 0, or None to keep the client's own setting; "
-            f"got {value!r}"
-        )
-
-
 def check_params(
     who: str, params: Mapping[str, Any] | None, create: Callable[..., Any], owned: Iterable[str]
 ) -> dict[str, Any]:
@@ -62,9 +54,12 @@ def check_params(
         A copy of ``params`` (empty when None).
 
     Raises:
-        TypeError: A parameter the SDK method does not take.
+        TypeError: ``params`` is not a mapping, or names a parameter the SDK method does not
+            take.
         ValueError: A parameter the adapter sets itself.
     """
+    if params is not None:
+        check_mapping("params", params, what="a mapping of parameter names to values")
     result = dict(params or {})
     owned = set(owned)
     clash = sorted(owned & result.keys())
@@ -98,6 +93,8 @@ def parse_arguments(value: object) -> tuple[dict[str, Any], str | None]:
         gives ``({}, the text)`` so the router can reject the call and the model can correct it.
     """
     if isinstance(value, dict):
+        if _has_lone_surrogate(value):  # not valid Unicode: the tool must not get it
+            return {}, json.dumps(value, ensure_ascii=True, default=str)
         return value, None
     if value is None:
         return {}, None
@@ -108,8 +105,37 @@ def parse_arguments(value: object) -> tuple[dict[str, Any], str | None]:
             parsed = from_json(value)  # jiter: about 3x faster than json.loads here
         except ValueError:
             return {}, value
+        except TypeError:  # jiter refuses text that is not valid Unicode (a lone surrogate)
+            joined = _join_pairs(value)
+            if _SURROGATE.search(joined) is None:  # only a pair split in two: fine once joined
+                return parse_arguments(joined)
+            return {}, _SURROGATE.sub(_escape, joined)
         if isinstance(parsed, dict):
             return parsed, None
         return {}, value
     # a lax server sent a JSON list or number where an object belongs: keep it as text
-    return {}, json.dumps(value, ensure_ascii=False, default=str)
+    return {}, json.dumps(value, ensure_ascii=True, default=str)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _join_pairs(text: str) -> str:
+    # a surrogate pair split in two code points is one character
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
+
+
+def _escape(match: re.Match[str]) -> str:
+    # a lone surrogate written as a JSON \\uXXXX escape: the same JSON, now valid Unicode, so
+    # the text still reads as what the model sent and can be sent back (UTF-8 cannot carry it)
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from .._validate import check_str
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -42,11 +44,12 @@ def model_from_spec(
         environ: Where to read the API key (default: ``os.environ``).
 
     Raises:
+        TypeError: ``spec`` is not a str.
         ValueError: ``spec`` is not of that form.
         MissingApiKey: The key's environment variable is not set (the message names it).
         ImportError: The provider's extra is not installed (the message names the pip install).
     """
-    provider, colon, name = spec.partition(":")
+    provider, colon, name = check_str("spec", spec).partition(":")
     provider = provider.strip().lower()
     name = name.strip()
     if not colon or not name or provider not in KEY_VARIABLES:

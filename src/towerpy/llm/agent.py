@@ -10,17 +10,18 @@ from pydantic import BaseModel, Field
 
 from .._runtime import _in_trio
 from .._service import Service
+from .._validate import check_instance, check_positive_int, check_str
 from ..errors import MaxStepsExceeded
-from ..tools.parallel import JoinPolicy, ParallelToolRouter, find_attribute
+from ..tools.parallel import JoinPolicy, ParallelToolRouter, catalog_of
 from ..tools.router import ToolRouter
 from .messages import ChatRequest, Message, StepOutcome, Usage
-from .parallel_tools import with_tool_results
 
 if TYPE_CHECKING:
     from types import TracebackType
     from typing import Self
 
     from ..tools.models import ToolInvocation, ToolOutput, ToolSpec
+    from ..tools.router import ToolCatalog
 
 __all__ = ["Agent", "AgentResult"]
 
@@ -59,14 +60,22 @@ class Agent:
         system: A system message put first in every conversation.
         tool_limit: The most tool calls of one model answer in flight at once.
         policy: What happens when a tool call fails (default: the model reads the error).
-        tool_timeout: Seconds each tool call may run, or None.
+        tool_timeout: Seconds each tool may run once it has started (waiting for its
+            concurrency permit or a worker thread is not counted), or None.
+        wait_timeout: Seconds each tool call may wait for that capacity before it starts, or
+            None; one that waits longer fails with `WaitElapsed`.
+        catalog: The tools' specs and sequential flags (default: ``tools`` itself; give the
+            `ToolRouter` when ``tools`` wraps it in layers).
 
     Raises:
-        TypeError: ``step`` or ``tools`` is not a service.
-        ValueError: ``max_steps`` below 1 (and see `ParallelToolRouter`).
+        TypeError: ``step`` or ``tools`` is not a service, ``tools`` is not a `ToolCatalog`
+            and no ``catalog`` is given (the model could not be told which tools it has), or
+            another argument has the wrong type (``max_steps`` not an int, ``system`` not a
+            str...).
+        ValueError: ``max_steps`` or ``tool_limit`` below 1 (and see `ParallelToolRouter`).
     """
 
-    __slots__ = ("_parallel", "max_steps", "step", "system", "tools")
+    __slots__ = ("_catalog", "_parallel", "max_steps", "step", "system", "tools")
 
     def __init__(
         self,
@@ -78,25 +87,42 @@ class Agent:
         tool_limit: int = 5,
         policy: JoinPolicy = JoinPolicy.ISOLATE,
         tool_timeout: float | None = None,
+        wait_timeout: float | None = None,
+        catalog: ToolCatalog | None = None,
     ) -> None:
-        if not isinstance(step, Service):
-            raise TypeError(f"Agent needs a step service (e.g. ScriptedModel), got {step!r}")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-            raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}")
-        if system is not None and not isinstance(system, str):
-            raise TypeError(f"system must be a str, got {type(system).__name__}")
+        check_instance("step", step, Service, "a step service (e.g. a ScriptedModel)")
+        if tools is not None:
+            check_instance("tools", tools, Service, "a ToolRouter (or a Service of invocations)")
+        check_positive_int("max_steps", max_steps)
+        if system is not None:
+            check_str("system", system)
+        # the router checks the rest, but under its own names: limit= is tool_limit= here
+        check_positive_int("tool_limit", tool_limit)
         self.step = step
         self.tools = tools
         self.max_steps = max_steps
         self.system = system
         router = tools if tools is not None else ToolRouter()
-        self._parallel = ParallelToolRouter(router, tool_limit, policy, tool_timeout)
+        found = catalog_of(router, catalog)
+        if found is None:
+            raise TypeError(
+                f"Agent cannot tell the model which tools it has: tools={tools!r} is not a "
+                f"ToolRouter; pass the ToolRouter inside it as catalog=..."
+            )
+        self._catalog: ToolCatalog = found
+        self._parallel = ParallelToolRouter(
+            router,
+            tool_limit,
+            policy,
+            tool_timeout,
+            wait_timeout=wait_timeout,
+            catalog=self._catalog,
+        )
 
     @property
     def specs(self) -> list[ToolSpec]:
-        """The specs every request carries: those of ``tools``."""
-        specs = find_attribute(self.tools, "specs") if self.tools is not None else None
-        return list(specs) if specs else []
+        """The specs every request carries: those of the catalog (``tools``)."""
+        return list(self._catalog.specs)
 
     async def run(self, prompt: str | list[Message]) -> AgentResult:
         """Runs one conversation to the model's final answer.
@@ -109,6 +135,8 @@ class Agent:
 
         Raises:
             MaxStepsExceeded: The model still asked for tools after ``max_steps`` calls.
+            TypeError: ``prompt`` is neither a str nor a list of `Message`.
+            ValueError: ``prompt`` is an empty list.
         """
         messages = self._start(prompt)
         specs = self.specs
@@ -131,7 +159,7 @@ class Agent:
                     messages=list(outcome.messages),
                 )
             if not _answered(outcome):
-                outcome = with_tool_results(outcome, await self._parallel(outcome.tool_calls))
+                outcome = outcome.with_tool_results(await self._parallel(outcome.tool_calls))
             messages = list(outcome.messages)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
@@ -151,15 +179,16 @@ class Agent:
         return result
 
     def _start(self, prompt: str | list[Message]) -> list[Message]:
+        check_instance("prompt", prompt, (str, list), "a str or a list of Message")
         if isinstance(prompt, str):
             messages = [Message.user(prompt)]
-        elif isinstance(prompt, list) and prompt:
+        else:
+            if not prompt:
+                raise ValueError("prompt must be a str or a non-empty list of Message, got []")
             messages = list(prompt)
             for message in messages:
                 if not isinstance(message, Message):
                     raise TypeError(f"a conversation is a list of Message, got {message!r}")
-        else:
-            raise ValueError(f"prompt must be a str or a non-empty list of Message, got {prompt!r}")
         if self.system is not None and messages[0].role != "system":
             messages.insert(0, Message.system(self.system))
         return messages

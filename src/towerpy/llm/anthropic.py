@@ -8,9 +8,10 @@ from pydantic import ValidationError
 from typing_extensions import override
 
 from .._service import Service
+from .._validate import check_instance, check_int, check_positive_int, check_str
 from ._anthropic_wire import to_outcome, to_wire, to_wire_tools
 from ._errors import from_sdk_error, unreadable_answer
-from ._sdk import check_params, check_sdk_max_retries, import_sdk
+from ._sdk import check_params, import_sdk
 from .messages import ChatRequest, StepOutcome
 
 if TYPE_CHECKING:
@@ -60,10 +61,12 @@ class AnthropicModel(Service[ChatRequest, StepOutcome], direct_call=True):
     Raises:
         ImportError: The ``anthropic`` package is not installed
             (``pip install 'towerpy[anthropic]'``).
-        ValueError: ``client`` together with ``base_url``/``api_key``, a negative
-            ``sdk_max_retries``, ``max_tokens`` below 1, or ``params`` setting a field the
-            service sets.
-        TypeError: ``params`` names a parameter the SDK does not take.
+        ValueError: An empty ``model``, ``client`` together with ``base_url``/``api_key``, a
+            negative ``sdk_max_retries``, ``max_tokens`` below 1, or ``params`` setting a field
+            the service sets.
+        TypeError: An argument of the wrong type (``model`` not a str, ``sdk_max_retries`` or
+            ``max_tokens`` not an int, ``client`` not an ``anthropic.AsyncAnthropic``,
+            ``params`` not a mapping), or ``params`` names a parameter the SDK does not take.
         ProviderError: From ``call()``: the provider failed (`RateLimited` on 429,
             `ProviderUnavailable` on 5xx, 529 overloaded, timeouts and connection errors), with
             ``status_code``, ``retry_after``, ``retryable`` and the SDK's exception as
@@ -84,11 +87,10 @@ class AnthropicModel(Service[ChatRequest, StepOutcome], direct_call=True):
         params: Mapping[str, Any] | None = None,
     ) -> None:
         sdk = import_sdk("anthropic", "anthropic", "AnthropicModel")
-        if not isinstance(model, str) or not model:
-            raise ValueError(f"AnthropicModel needs a model name, got {model!r}")
-        check_sdk_max_retries(sdk_max_retries)
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
+        check_str("model", model, empty=False)
+        if sdk_max_retries is not None:
+            check_int("sdk_max_retries", sdk_max_retries, minimum=0)
+        check_positive_int("max_tokens", max_tokens)
         if client is None:
             options: dict[str, Any] = {"base_url": base_url, "api_key": api_key}
             if sdk_max_retries is not None:
@@ -101,11 +103,9 @@ class AnthropicModel(Service[ChatRequest, StepOutcome], direct_call=True):
                     "AnthropicModel: pass either client= or base_url=/api_key=, not both "
                     "(configure the client you pass instead)"
                 )
-            if not isinstance(client, sdk.AsyncAnthropic):
-                raise TypeError(
-                    f"AnthropicModel needs an anthropic.AsyncAnthropic client, got "
-                    f"{type(client).__name__}"
-                )
+            check_instance(
+                "client", client, sdk.AsyncAnthropic, "an anthropic.AsyncAnthropic client"
+            )
             if sdk_max_retries is not None and client.max_retries != sdk_max_retries:
                 client = client.with_options(max_retries=sdk_max_retries)  # shares the pool
             self._owns_client = False

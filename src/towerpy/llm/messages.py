@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from ..tools.models import ToolInvocation, ToolOutput, ToolSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["ChatRequest", "Message", "Role", "StepOutcome", "ToolCall", "Usage"]
 
@@ -152,3 +155,8 @@ class StepOutcome(BaseModel):
     done: bool
     usage: Usage | None = None
     finish_reason: str | None = None
+
+    def with_tool_results(self, outputs: Sequence[ToolOutput]) -> StepOutcome:
+        """Returns this outcome with one tool message per output appended, and ``done=False``."""
+        messages = [*self.messages, *(Message.tool(output) for output in outputs)]
+        return self.model_copy(update={"messages": messages, "done": False})

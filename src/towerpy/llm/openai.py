@@ -8,9 +8,10 @@ from pydantic import ValidationError
 from typing_extensions import override
 
 from .._service import Service
+from .._validate import check_instance, check_int, check_positive_int, check_str
 from ._errors import from_sdk_error, unreadable_answer
 from ._openai_wire import to_outcome, to_wire_messages, to_wire_tools
-from ._sdk import check_params, check_sdk_max_retries, import_sdk
+from ._sdk import check_params, import_sdk
 from .messages import ChatRequest, StepOutcome
 
 if TYPE_CHECKING:
@@ -62,9 +63,12 @@ class OpenAIChatModel(Service[ChatRequest, StepOutcome], direct_call=True):
 
     Raises:
         ImportError: The ``openai`` package is not installed (``pip install 'towerpy[openai]'``).
-        ValueError: ``client`` together with ``base_url``/``api_key``, a negative
-            ``sdk_max_retries`` or ``max_tokens``, or ``params`` setting a field the service sets.
-        TypeError: ``params`` names a parameter the SDK does not take.
+        ValueError: An empty ``model``, ``client`` together with ``base_url``/``api_key``, a
+            negative ``sdk_max_retries``, ``max_tokens`` below 1, or ``params`` setting a field
+            the service sets.
+        TypeError: An argument of the wrong type (``model`` not a str, ``sdk_max_retries`` or
+            ``max_tokens`` not an int, ``client`` not an ``openai.AsyncOpenAI``, ``params`` not
+            a mapping), or ``params`` names a parameter the SDK does not take.
         ProviderError: From ``call()``: the provider failed (`RateLimited` on 429,
             `ProviderUnavailable` on 5xx, timeouts and connection errors), with ``status_code``,
             ``retry_after``, ``retryable`` and the SDK's exception as ``__cause__``. A 200 answer
@@ -85,11 +89,11 @@ class OpenAIChatModel(Service[ChatRequest, StepOutcome], direct_call=True):
         params: Mapping[str, Any] | None = None,
     ) -> None:
         sdk = import_sdk("openai", "openai", "OpenAIChatModel")
-        if not isinstance(model, str) or not model:
-            raise ValueError(f"OpenAIChatModel needs a model name, got {model!r}")
-        check_sdk_max_retries(sdk_max_retries)
-        if max_tokens is not None and (isinstance(max_tokens, bool) or max_tokens < 1):
-            raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
+        check_str("model", model, empty=False)
+        if sdk_max_retries is not None:
+            check_int("sdk_max_retries", sdk_max_retries, minimum=0)
+        if max_tokens is not None:
+            check_positive_int("max_tokens", max_tokens)
         if client is None:
             options: dict[str, Any] = {"base_url": base_url, "api_key": api_key}
             if sdk_max_retries is not None:
@@ -102,11 +106,7 @@ class OpenAIChatModel(Service[ChatRequest, StepOutcome], direct_call=True):
                     "OpenAIChatModel: pass either client= or base_url=/api_key=, not both "
                     "(configure the client you pass instead)"
                 )
-            if not isinstance(client, sdk.AsyncOpenAI):
-                raise TypeError(
-                    f"OpenAIChatModel needs an openai.AsyncOpenAI client, got "
-                    f"{type(client).__name__}"
-                )
+            check_instance("client", client, sdk.AsyncOpenAI, "an openai.AsyncOpenAI client")
             if sdk_max_retries is not None and client.max_retries != sdk_max_retries:
                 client = client.with_options(max_retries=sdk_max_retries)  # shares the pool
             self._owns_client = False

@@ -10,7 +10,9 @@ from typing import TypeAlias, final
 import anyio
 from typing_extensions import override
 
-from .._service import Service, callable_name
+from .._callables import callable_name
+from .._service import Service
+from .._validate import check_seconds
 from ..errors import ScriptExhausted
 from .messages import ChatRequest, Message, StepOutcome, Usage
 
@@ -39,8 +41,9 @@ class ScriptedModel(Service[ChatRequest, StepOutcome], direct_call=True):
         latency: Seconds each call takes, or a function of the request giving them.
 
     Raises:
-        TypeError: An entry is neither a message nor a function.
-        ValueError: A message is not an assistant message, or ``latency`` is negative.
+        TypeError: An entry is neither a message nor a function, or ``latency`` is neither a
+            number nor a function.
+        ValueError: A message is not an assistant message, or ``latency`` is negative or NaN.
 
     Attributes:
         requests: Every request received so far, in order.
@@ -67,8 +70,8 @@ class ScriptedModel(Service[ChatRequest, StepOutcome], direct_call=True):
                     f"script entry {index} must be a Message or a function of the request, "
                     f"got {type(entry).__name__}"
                 )
-        if not callable(latency) and (not isinstance(latency, int | float) or not latency >= 0):
-            raise ValueError(f"latency must be seconds >= 0, got {latency!r}")
+        if not callable(latency):
+            check_seconds("latency", latency)
         self._script = entries
         self._latency = latency
         self.requests: list[ChatRequest] = []

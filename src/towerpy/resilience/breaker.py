@@ -10,14 +10,14 @@ import anyio
 
 from .._failures import is_outage
 from .._runtime import current_time
-from .._validate import check_positive_int, check_seconds, matches
+from .._validate import check_exception_matcher, check_positive_int, check_seconds
 from .._waiter import Permits
 from ..errors import CircuitOpen
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .._validate import Matcher
+    from .._validate import ExceptionMatcher
 
 __all__ = ["PASS", "CircuitBreaker", "CircuitBreakerStatistics", "CircuitState"]
 
@@ -123,14 +123,14 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         recovery_time: float = 30.0,
         *,
-        failure_on: Matcher | None = None,
+        failure_on: ExceptionMatcher | None = None,
         half_open_calls: int = 1,
     ) -> None:
         self._failure_threshold = check_positive_int("failure_threshold", failure_threshold)
         self._recovery_time = check_seconds("recovery_time", recovery_time)
         self._half_open_calls = check_positive_int("half_open_calls", half_open_calls)
         self._matches: Callable[[BaseException], bool] = (
-            is_outage if failure_on is None else matches("failure_on", failure_on)
+            is_outage if failure_on is None else check_exception_matcher("failure_on", failure_on)
         )
         self._state = _CLOSED
         self._generation = 0  # moves on at every change of state: outcomes of older calls are stale

@@ -12,7 +12,7 @@ from ._routing import wants_admission
 from .breaker import PASS, CircuitBreaker, CircuitBreakerStatistics
 
 if TYPE_CHECKING:
-    from .._validate import Matcher
+    from .._validate import ExceptionMatcher
 
 __all__ = ["Circuit", "CircuitBreakerLayer"]
 
@@ -166,7 +166,7 @@ class CircuitBreakerLayer:
         failure_threshold: int = 5,
         recovery_time: float = 30.0,
         *,
-        failure_on: Matcher | None = None,
+        failure_on: ExceptionMatcher | None = None,
         half_open_calls: int = 1,
         breaker: CircuitBreaker | None = None,
     ) -> None:

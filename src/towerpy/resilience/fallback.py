@@ -9,13 +9,13 @@ from typing_extensions import override
 
 from .._failures import is_unavailable
 from .._service import Middleware, Service, callable_name
-from .._validate import matches
+from .._validate import check_exception_matcher
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
-    from .._validate import Matcher
+    from .._validate import ExceptionMatcher
 
 __all__ = ["Fallback", "FallbackLayer", "FallbackStatistics"]
 
@@ -107,11 +107,11 @@ class Fallback(Middleware[ReqT, RespT], direct_call=True):
         inner: Service[ReqT, RespT],
         fallback: Service[ReqT, RespT],
         *,
-        on: Matcher | None = None,
+        on: ExceptionMatcher | None = None,
     ) -> None:
         _check_service(fallback)
         self._matches: Callable[[BaseException], bool] = (
-            is_unavailable if on is None else matches("on", on)
+            is_unavailable if on is None else check_exception_matcher("on", on)
         )
         super().__init__(inner)
         self._fallback = fallback
@@ -193,10 +193,12 @@ class FallbackLayer(Generic[ReqT, RespT]):
 
     __slots__ = ("_fallback", "_on")
 
-    def __init__(self, fallback: Service[ReqT, RespT], *, on: Matcher | None = None) -> None:
+    def __init__(
+        self, fallback: Service[ReqT, RespT], *, on: ExceptionMatcher | None = None
+    ) -> None:
         _check_service(fallback)
         if on is not None:
-            matches("on", on)
+            check_exception_matcher("on", on)
         self._fallback = fallback
         self._on = on
 

@@ -6,6 +6,8 @@ import math
 import random
 from typing import Protocol, final, runtime_checkable
 
+from .._validate import check_instance, check_number, check_positive_int, check_seconds
+
 __all__ = ["Backoff", "ConstantBackoff", "ExponentialBackoff"]
 
 
@@ -16,19 +18,6 @@ class Backoff(Protocol):
     def delay(self, attempt: int) -> float:
         """Returns the seconds to wait after try number ``attempt`` (from 1) failed."""
         ...
-
-
-def _non_negative(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if not (0 <= value < math.inf):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def _check_attempt(attempt: int) -> None:
-    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-        raise ValueError(f"attempt counts tries from 1, got {attempt!r}")
 
 
 @final
@@ -48,6 +37,8 @@ class ExponentialBackoff:
             the same on every run (tests); by default each backoff seeds its own from the OS.
 
     Raises:
+        TypeError: ``base``, ``factor`` or ``max_delay`` is not a number, or ``rng`` not a
+            ``random.Random``.
         ValueError: ``base`` or ``max_delay`` is negative or not finite, or ``factor`` is
             below 1.
     """
@@ -63,27 +54,22 @@ class ExponentialBackoff:
         *,
         rng: random.Random | None = None,
     ) -> None:
-        self._base = _non_negative("base", base)
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)):
-            raise TypeError(f"factor must be a number, got {type(factor).__name__}")
-        if not (1 <= factor < math.inf):
-            raise ValueError(
-                f"factor must be a finite number >= 1 (waits never shrink), got {factor!r}"
-            )
-        self._factor = float(factor)
-        self._max_delay = _non_negative("max_delay", max_delay)
+        self._base = check_seconds("base", base, finite=True)
+        self._factor = check_number("factor", factor, minimum=1)  # waits never shrink
+        self._max_delay = check_seconds("max_delay", max_delay, finite=True)
         self._jitter = bool(jitter)
-        if rng is not None and not isinstance(rng, random.Random):
-            raise TypeError(f"rng must be a random.Random, got {type(rng).__name__}")
+        if rng is not None:
+            check_instance("rng", rng, random.Random, "a random.Random")
         self._rng = rng if rng is not None else random.Random()
 
     def delay(self, attempt: int) -> float:
         """Returns the seconds to wait after try number ``attempt`` (from 1) failed.
 
         Raises:
+            TypeError: ``attempt`` is not an int.
             ValueError: ``attempt`` is below 1.
         """
-        _check_attempt(attempt)
+        check_positive_int("attempt", attempt)
         if self._base == 0.0:
             return 0.0
         try:
@@ -128,21 +114,23 @@ class ConstantBackoff:
         delay: The wait, in seconds.
 
     Raises:
+        TypeError: ``delay`` is not a number.
         ValueError: ``delay`` is negative or not finite.
     """
 
     __slots__ = ("_delay",)
 
     def __init__(self, delay: float) -> None:
-        self._delay = _non_negative("delay", delay)
+        self._delay = check_seconds("delay", delay, finite=True)
 
     def delay(self, attempt: int) -> float:
         """Returns the constant wait, whatever ``attempt`` (from 1) failed.
 
         Raises:
+            TypeError: ``attempt`` is not an int.
             ValueError: ``attempt`` is below 1.
         """
-        _check_attempt(attempt)
+        check_positive_int("attempt", attempt)
         return self._delay
 
     def __repr__(self) -> str:

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import math
-from decimal import Decimal
-from fractions import Fraction
 from typing import final
 
 from .._runtime import current_time
+from .._validate import check_exact_number
 
 __all__ = ["RetryBudget"]
 
 _SLOTS = 10  # the window moves in tenths of ttl, as tower's TpsBudget does
-
-
-def _exact(name: str, value: float) -> Fraction:
-    """Reads a user's number exactly: 0.3 means 3/10, not the binary float nearest to it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction, Decimal)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (0 <= value < math.inf):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    # repr() is the shortest decimal that reads back as the same float: the number the user wrote
-    return Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
 
 
 @final
@@ -49,6 +38,7 @@ class RetryBudget:
         retry_ratio: Retries allowed per request (0.2: one retry for every five requests).
 
     Raises:
+        TypeError: An argument is not a number.
         ValueError: ``ttl`` is not a finite number above 0, or ``min_per_second`` or
             ``retry_ratio`` is negative or not finite.
     """
@@ -74,11 +64,10 @@ class RetryBudget:
     def __init__(
         self, ttl: float = 10.0, min_per_second: float = 10.0, retry_ratio: float = 0.2
     ) -> None:
-        exact_ttl = _exact("ttl", ttl)
-        if exact_ttl == 0:
-            raise ValueError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
-        rate = _exact("min_per_second", min_per_second)
-        ratio = _exact("retry_ratio", retry_ratio)
+        # exact: a ratio of 0.3 allows 3 retries per 10 requests, not a binary float's share
+        exact_ttl = check_exact_number("ttl", ttl, positive=True)
+        rate = check_exact_number("min_per_second", min_per_second)
+        ratio = check_exact_number("retry_ratio", retry_ratio)
         reserve = rate * exact_ttl
         self._ttl = float(ttl)
         self._min_per_second = float(min_per_second)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
@@ -10,7 +9,9 @@ import anyio
 import anyio.lowlevel
 from typing_extensions import override
 
-from .._service import Middleware, Service, callable_name, is_async_callable
+from .._service import Middleware, Service
+from .._validate import check_methods
+from ._notes import add_note, drop_notes
 from .policy import Policy, RetryPolicy
 
 if TYPE_CHECKING:
@@ -23,23 +24,12 @@ RespT = TypeVar("RespT")
 
 
 def _check_policy(policy: object) -> None:
-    if inspect.isclass(policy):
-        raise TypeError(
-            f"RetryLayer needs a policy object, got the class {policy.__name__}; "
-            f"create one first: {policy.__name__}(...)"
-        )
-    for method in ("retry", "clone_request"):
-        fn = getattr(policy, method, None)
-        if not callable(fn):
-            raise TypeError(
-                f"RetryLayer needs a policy with retry() and clone_request() methods (a "
-                f"RetryPolicy), got {type(policy).__name__} without {method}()"
-            )
-        if is_async_callable(fn):
-            raise TypeError(
-                f"the policy's {method}() must be a plain method, got the async "
-                f"{callable_name(fn)!r}"
-            )
+    check_methods(
+        "policy",
+        policy,
+        ("retry", "clone_request"),
+        "a policy with retry() and clone_request() methods (a RetryPolicy)",
+    )
 
 
 def _attempts(n: int) -> str:
@@ -55,7 +45,8 @@ class Retry(Middleware[ReqT, RespT], direct_call=True):
     (the policy's ``clone_request`` gives the request for each try). When a try raises an
     `Exception`, the policy's ``retry(request, error, attempt)`` returns the seconds to wait
     before the next try, or None to give up: then that error propagates unchanged, with a note
-    giving the number of tries made. Cancellation is never retried and never shown to the
+    giving the number of tries made (one such note: an error object raised again by a later
+    call has its note replaced, not repeated). Cancellation is never retried and never shown to the
     policy, and the wait between tries is cancellable. When the policy has a ``budget``, each
     call deposits into it; that is all a call costs until something fails.
 
@@ -105,6 +96,9 @@ class Retry(Middleware[ReqT, RespT], direct_call=True):
                 # the caller is being cancelled and the error is most likely its echo: make no
                 # decision, let the cancellation through
                 await anyio.lowlevel.checkpoint()
+            # the same error object may come back, from this call or an earlier one: what this
+            # layer and its policy noted on it then is replaced by what they note now
+            drop_notes(error, self, policy)
             try:
                 delay = policy.retry(request, error, attempt)
             except Exception as policy_error:
@@ -112,7 +106,7 @@ class Retry(Middleware[ReqT, RespT], direct_call=True):
                 policy_error.__context__ = policy_error.__context__ or error
                 raise
             if delay is None:
-                error.add_note(f"towerpy: RetryLayer gave up after {_attempts(attempt)}")
+                add_note(error, self, f"towerpy: RetryLayer gave up after {_attempts(attempt)}")
                 raise error
             await anyio.sleep(self._checked(delay, error))
             attempt += 1

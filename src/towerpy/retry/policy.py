@@ -5,21 +5,24 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
-from .._validate import check_matcher
+from .._validate import (
+    ExceptionMatcher,
+    check_exception_matcher,
+    check_methods,
+    check_positive_int,
+    check_seconds,
+)
+from ._notes import add_note
 from .backoff import Backoff, ExponentialBackoff
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from .budget import RetryBudget
 
 __all__ = ["Policy", "RetryPolicy"]
 
 ReqT = TypeVar("ReqT")
 
-RetryOn: TypeAlias = (
-    "tuple[type[BaseException], ...] | type[BaseException] | Callable[[BaseException], bool]"
-)
+RetryOn: TypeAlias = ExceptionMatcher
 
 
 @runtime_checkable
@@ -57,7 +60,8 @@ class RetryPolicy:
         budget: A `RetryBudget` (shareable between policies) that every retry must withdraw
             from; None for no budget.
         respect_retry_after: Wait at least as long as the error's ``retry_after`` attribute
-            (seconds) says, when it has one: a provider's ``Retry-After`` header, say.
+            (seconds) says, when it has one: a provider's ``Retry-After`` header, say. An
+            infinite ``retry_after`` means "never retry": the error propagates at once.
         max_retry_after: Give up at once, instead of waiting, when an error's ``retry_after``
             is longer than this many seconds (a spent daily quota can ask for hours); None
             (the default) waits however long it asks.
@@ -65,7 +69,8 @@ class RetryPolicy:
     Raises:
         ValueError: ``max_attempts`` is below 1, or ``max_retry_after`` is negative or NaN.
         TypeError: An argument has the wrong type (for example ``retry_on`` holds something that
-            is not an exception class, or is an async function).
+            is not an exception class, or is an async function; ``backoff`` or ``budget`` lacks
+            their methods; ``max_retry_after`` is not a number).
     """
 
     __slots__ = (
@@ -73,9 +78,9 @@ class RetryPolicy:
         "_budget",
         "_max_attempts",
         "_max_retry_after",
-        "_predicate",
         "_respect_retry_after",
         "_retry_on",
+        "_retry_on_given",
     )
 
     def __init__(
@@ -88,46 +93,34 @@ class RetryPolicy:
         respect_retry_after: bool = True,
         max_retry_after: float | None = None,
     ) -> None:
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
-            raise TypeError(f"max_attempts must be an int, got {type(max_attempts).__name__}")
-        if max_attempts < 1:
-            raise ValueError(
-                f"max_attempts counts every try, the first included, so it must be >= 1, "
-                f"got {max_attempts}"
+        check_positive_int("max_attempts", max_attempts)
+        if backoff is not None:
+            check_methods(
+                "backoff",
+                backoff,
+                ("delay",),
+                "a Backoff with a delay(attempt) method (ExponentialBackoff, ConstantBackoff)",
             )
-        if backoff is not None and not callable(getattr(backoff, "delay", None)):
-            raise TypeError(
-                f"backoff needs a delay(attempt) method (ExponentialBackoff, ConstantBackoff), "
-                f"got {type(backoff).__name__}"
-            )
-        if budget is not None and not (
-            callable(getattr(budget, "deposit", None))
-            and callable(getattr(budget, "withdraw", None))
-        ):
-            raise TypeError(f"budget needs to be a RetryBudget, got {type(budget).__name__}")
+        if budget is not None:
+            check_methods("budget", budget, ("deposit", "withdraw"), "a RetryBudget")
+        self._retry_on = check_exception_matcher("retry_on", retry_on)
+        self._retry_on_given = retry_on  # for the repr: the tuple or function the user wrote
+        if max_retry_after is not None:
+            check_seconds("max_retry_after", max_retry_after)
         self._max_attempts = max_attempts
         self._backoff: Backoff = ExponentialBackoff() if backoff is None else backoff
-        self._retry_on, self._predicate = check_matcher("retry_on", retry_on)
         self._budget = budget
         self._respect_retry_after = bool(respect_retry_after)
-        if max_retry_after is not None and not (
-            isinstance(max_retry_after, (int, float))
-            and not isinstance(max_retry_after, bool)
-            and max_retry_after >= 0
-        ):
-            raise ValueError(
-                f"max_retry_after must be a number of seconds >= 0 (or None for no limit), "
-                f"got {max_retry_after!r}"
-            )
         self._max_retry_after = max_retry_after
 
     def retry(self, request: Any, error: BaseException, attempt: int) -> float | None:
         """Decides whether to try again after try number ``attempt`` failed with ``error``.
 
         It gives up when ``max_attempts`` tries were made, when ``error`` is not retryable, when
-        it asks to wait longer than ``max_retry_after``, or when the budget allows no more
-        retries; otherwise the wait is the backoff's delay, raised
-        to the error's ``retry_after`` when ``respect_retry_after`` is set.
+        it asks never to be retried (``retry_after`` is infinite) or to wait longer than
+        ``max_retry_after``, or when the budget allows no more retries; otherwise the wait is
+        the backoff's delay, raised to the error's ``retry_after`` when ``respect_retry_after``
+        is set.
 
         Args:
             request: The request as the caller passed it.
@@ -142,29 +135,36 @@ class RetryPolicy:
         asked = getattr(error, "retry_after", None) if self._respect_retry_after else None
         if not isinstance(asked, (int, float)) or isinstance(asked, bool):
             asked = None
+        if asked == math.inf:
+            add_note(
+                error,
+                self,
+                "towerpy: not retried: the error asks never to be retried (retry_after=inf)",
+            )
+            return None
         limit = self._max_retry_after
         if asked is not None and limit is not None and asked > limit:
-            error.add_note(
+            add_note(
+                error,
+                self,
                 f"towerpy: not retried: the error asks to wait {asked:g}s, more than "
-                f"max_retry_after={limit:g}s"
+                f"max_retry_after={limit:g}s",
             )
             return None
         budget = self._budget
         if budget is not None and not budget.withdraw():
-            error.add_note("towerpy: the retry budget is spent, so this error was not retried")
+            add_note(
+                error, self, "towerpy: the retry budget is spent, so this error was not retried"
+            )
             return None
         delay = self._backoff.delay(attempt)
-        if asked is not None and delay < asked < math.inf:
+        if asked is not None and delay < asked:
             delay = float(asked)
         return delay
 
     def is_retryable(self, error: BaseException) -> bool:
         """Tells whether ``error`` is one that ``retry_on`` selects (cancellation never is)."""
-        if not isinstance(error, Exception):
-            return False
-        if self._predicate is not None:
-            return bool(self._predicate(error))
-        return isinstance(error, self._retry_on)
+        return isinstance(error, Exception) and bool(self._retry_on(error))
 
     def clone_request(self, request: ReqT) -> ReqT:
         """Returns the request to send for one try: the request itself.
@@ -200,7 +200,8 @@ class RetryPolicy:
         return self._respect_retry_after
 
     def __repr__(self) -> str:
-        retry_on = self._predicate if self._predicate is not None else self._retry_on
+        given = self._retry_on_given
+        retry_on = (given,) if isinstance(given, type) else given  # one class shows as a tuple
         return (
             f"{type(self).__name__}(max_attempts={self._max_attempts}, backoff={self._backoff!r}, "
             f"retry_on={retry_on!r}, budget={self._budget!r})"

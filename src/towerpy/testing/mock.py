@@ -10,8 +10,9 @@ import anyio
 from typing_extensions import override
 
 from .._service import Service
+from .._validate import check_instance, check_int
 from .._waiter import Permits
-from ..lowlevel import held, hold, take_or_acquire_nowait
+from ..lowlevel import held, hold, take_or_acquire_nowait, wait_for_capacity
 
 __all__ = ["MockHandle", "MockService", "Responder", "mock_service"]
 
@@ -50,10 +51,10 @@ class Responder(Generic[RespT]):
         """Makes the call raise ``exc``.
 
         Raises:
+            TypeError: ``exc`` is not an exception.
             RuntimeError: The request was already answered.
         """
-        if not isinstance(exc, BaseException):
-            raise TypeError(f"fail() needs an exception, got {type(exc).__name__}")
+        check_instance("exc", exc, BaseException, "an exception")
         self._answer()
         self._error = exc
         self._done.set()
@@ -97,10 +98,11 @@ class MockHandle(Generic[ReqT, RespT]):
         ready: ``ready()`` and ``call()`` wait, ``try_ready()`` returns False.
 
         Raises:
+            TypeError: ``n`` is neither an int nor None.
             ValueError: ``n`` is negative.
         """
-        if n is not None and n < 0:
-            raise ValueError(f"allow() needs a count >= 0 (or None for no limit), got {n}")
+        if n is not None:
+            check_int("n", n, minimum=0)
         self._allowances.set_available(math.inf if n is None else n)
 
     @property
@@ -188,7 +190,7 @@ class MockService(Service[ReqT, RespT], direct_call=True):
     async def call(self, request: ReqT) -> RespT:
         handle = self._handle
         if take_or_acquire_nowait(self, handle._take_nowait_token) is None:
-            await handle._take()
+            await wait_for_capacity(self, handle._take)
         return await handle._receive(request)._wait()
 
     def __repr__(self) -> str:

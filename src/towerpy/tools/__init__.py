@@ -1,25 +1,30 @@
 """Tools: what a model may call, how calls are routed, and how batches of them run."""
 
 from ._threads import ThreadLimiter
+from .bash import Bash, BashResult, bash_tool
+from .layer import ParallelTools, ParallelToolsLayer
 from .models import ToolInvocation, ToolOutput, ToolSpec
 from .parallel import JoinPolicy, ParallelToolRouter, describe_failure
-from .router import ToolRouter
+from .router import ErrorResult, ToolCatalog, ToolGroup, ToolRouter
 from .tool import Tool, tool
 
-# isort: split
-# last: this layer lives with the step services, whose messages import this package first
-from ..llm.parallel_tools import ParallelToolsLayer
-
 __all__ = [
+    "Bash",
+    "BashResult",
+    "ErrorResult",
     "JoinPolicy",
     "ParallelToolRouter",
+    "ParallelTools",
     "ParallelToolsLayer",
     "ThreadLimiter",
     "Tool",
+    "ToolCatalog",
+    "ToolGroup",
     "ToolInvocation",
     "ToolOutput",
     "ToolRouter",
     "ToolSpec",
+    "bash_tool",
     "describe_failure",
     "tool",
 ]

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import re
 from typing import TYPE_CHECKING, Any, final
 
 from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, ValidationError, create_model
 
-from .._service import callable_name
+from .._callables import callable_name
+from .._validate import check_str
 from ..errors import InvalidToolArguments
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["ArgumentsSchema", "describe", "validate_tool_name"]
+__all__ = ["ArgumentsSchema", "describe", "plain_text", "validate_tool_name"]
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -32,14 +34,16 @@ def validate_tool_name(name: object) -> str:
     """Returns ``name`` if providers accept it as a tool name.
 
     Raises:
+        TypeError: The name is not a str.
         ValueError: The name is not 1-64 letters, digits, ``_`` or ``-``.
     """
-    if not isinstance(name, str) or not TOOL_NAME.match(name):
+    checked = check_str("name", name)
+    if not TOOL_NAME.match(checked):
         raise ValueError(
             f"tool name {name!r} is not accepted by model providers: use 1 to 64 letters, "
             f"digits, '_' or '-' (pass name=... to @tool)"
         )
-    return name
+    return checked
 
 
 def describe(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
@@ -49,6 +53,8 @@ def describe(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
         The first paragraph (lines joined by spaces), and the description of each parameter
         found in the ``Args:`` section.
     """
+    while isinstance(fn, functools.partial):  # the partial type's own docstring is not theirs
+        fn = fn.func
     doc = inspect.getdoc(fn) or ""
     lines = doc.splitlines()
     first: list[str] = []
@@ -60,7 +66,43 @@ def describe(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
         if line.strip() in _ARGS_HEADERS:
             break
         first.append(line.strip())
-    return " ".join(first), _parameter_docs(lines)
+    docs = {name: plain_text(text) for name, text in _parameter_docs(lines).items()}
+    return plain_text(" ".join(first)), docs
+
+
+# docstring markup a model has no use for: reST roles, literals and links, markdown emphasis
+_ROLE = re.compile(r":(?:[a-zA-Z][\w.+-]*:)+`(?:~|!)?([^`<]*?)\s*(?:<[^`>]*>)?`")
+_REST_LINK = re.compile(r"`([^`<]+?)\s*<([^`>]+)>`__?")
+_LITERAL = re.compile(r"``(.+?)``")
+_CODE = re.compile(r"(?<![`\w])`([^`\s][^`]*?)`_{0,2}(?![`\w])")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+_STRONG = re.compile(r"(?<![\w*])\*\*(?=\S)(.+?)(?<=\S)\*\*(?![\w*])")
+_EMPHASIS = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*]+?)(?<=[^\s*])\*(?![\w*])")
+
+
+def _role_text(match: re.Match[str]) -> str:
+    target = match.group(1)
+    # :class:`~pkg.Name` shows only Name, as Sphinx does
+    return target.rsplit(".", 1)[-1] if "`~" in match.group(0) else target
+
+
+def plain_text(text: str) -> str:
+    """Strips reST and markdown markup from docstring text, keeping the words.
+
+    ``literal`` and `code` become literal and code, :class:`~pkg.Name` becomes Name, links
+    become "text (target)", **strong** and *emphasis* lose their stars, and a closing ``::``
+    becomes ``:``.
+    """
+    text = _ROLE.sub(_role_text, text)
+    text = _REST_LINK.sub(r"\1 (\2)", text)
+    text = _MD_LINK.sub(r"\1 (\2)", text)
+    text = _LITERAL.sub(r"\1", text)
+    text = _CODE.sub(r"\1", text)
+    text = _STRONG.sub(r"\1", text)
+    text = _EMPHASIS.sub(r"\1", text)
+    if text.endswith("::"):
+        text = text[:-1]
+    return text
 
 
 def _parameter_docs(lines: list[str]) -> dict[str, str]:

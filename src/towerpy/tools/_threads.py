@@ -10,6 +10,7 @@ import anyio
 import anyio.to_thread
 
 from .._runtime import threadsafe_scheduler
+from .._validate import check_positive_int
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,16 +44,16 @@ class ThreadLimiter:
         total: The most threads running sync tools at once.
 
     Raises:
-        ValueError: ``total`` is not a positive integer.
+        TypeError: ``total`` is not an int.
+        ValueError: ``total`` is below 1.
     """
 
-    __slots__ = ("_busy", "_lock", "_waiters", "total")
+    __slots__ = ("_abandoned", "_busy", "_lock", "_waiters", "total")
 
     def __init__(self, total: int) -> None:
-        if isinstance(total, bool) or not isinstance(total, int) or total < 1:
-            raise ValueError(f"ThreadLimiter needs total >= 1 threads, got {total!r}")
-        self.total = total
+        self.total = check_positive_int("total", total)
         self._busy = 0
+        self._abandoned = 0
         self._lock = threading.Lock()
         self._waiters: deque[_Waiter] = deque()
 
@@ -60,6 +61,11 @@ class ThreadLimiter:
     def busy(self) -> int:
         """Threads running (or granted to) a sync tool right now."""
         return self._busy
+
+    @property
+    def abandoned(self) -> int:
+        """Threads still running a sync tool whose caller was cancelled and left."""
+        return self._abandoned
 
     async def acquire(self) -> None:
         """Waits for a free thread slot and takes it."""
@@ -93,8 +99,12 @@ class ThreadLimiter:
                 return
             self._busy -= 1
 
+    def _abandon(self, count: int) -> None:
+        with self._lock:
+            self._abandoned += count
+
     def __repr__(self) -> str:
-        return f"ThreadLimiter(total={self.total}, busy={self._busy})"
+        return f"ThreadLimiter(total={self.total}, busy={self._busy}, abandoned={self._abandoned})"
 
 
 DEFAULT_THREAD_LIMITER = ThreadLimiter(40)
@@ -103,23 +113,47 @@ DEFAULT_THREAD_LIMITER = ThreadLimiter(40)
 
 @final
 class _Started:
-    __slots__ = ("abandoned", "lock", "started")
+    __slots__ = ("abandoned", "finished", "lock", "started")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.started = False
+        self.finished = False
         self.abandoned = False
+
+    def done(self) -> bool:
+        return self.finished
+
+    def left(self) -> bool:
+        return self.abandoned
 
 
 async def run_in_thread(
-    fn: Callable[..., T], args: list[Any], kwargs: dict[str, Any], limiter: ThreadLimiter
+    fn: Callable[..., T],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    limiter: ThreadLimiter,
+    *,
+    started: Callable[[], object] | None = None,
+    abandoned: Callable[[Callable[[], bool]], object] | None = None,
 ) -> T:
     """Runs ``fn(*args, **kwargs)`` in a worker thread that holds a slot of ``limiter``.
 
     Cancellation returns at once; the thread, which cannot be stopped, keeps its slot until
-    ``fn`` returns.
+    ``fn`` returns, and counts in ``limiter.abandoned`` until then.
+
+    Args:
+        fn: The function.
+        args: Its positional arguments.
+        kwargs: Its keyword arguments.
+        limiter: Bounds the threads.
+        started: Called once the slot is taken, just before the thread is asked for.
+        abandoned: Called with a "thread is done" check when cancellation leaves the thread
+            running.
     """
     await limiter.acquire()
+    if started is not None:
+        started()
     state = _Started()
 
     def work() -> T:
@@ -130,6 +164,11 @@ async def run_in_thread(
         try:
             return fn(*args, **kwargs)
         finally:
+            with state.lock:
+                state.finished = True
+                left = state.left()  # set meanwhile by the caller, which was cancelled
+            if left:
+                limiter._abandon(-1)
             limiter.release()
 
     try:
@@ -137,7 +176,12 @@ async def run_in_thread(
     except BaseException:
         with state.lock:
             never_ran = not state.started
+            running = state.started and not state.finished
             state.abandoned = True
         if never_ran:
             limiter.release()
+        elif running:
+            limiter._abandon(1)
+            if abandoned is not None:
+                abandoned(state.done)
         raise

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import shutil
 import signal
@@ -27,6 +26,7 @@ import anyio
 import anyio.to_thread
 from pydantic import BaseModel
 
+from .._validate import check_int, check_seconds
 from .tool import Tool
 
 if TYPE_CHECKING:
@@ -120,7 +120,9 @@ class Bash:
         RuntimeError: Not a POSIX system (process groups are needed to kill a command's
             children).
         FileNotFoundError: The shell is not on ``PATH``.
-        ValueError: ``timeout`` or ``max_output`` is not positive.
+        TypeError: ``timeout`` is not a number or ``max_output`` not an int (bools are
+            refused too).
+        ValueError: ``timeout`` is not positive and finite, or ``max_output`` is below 2.
     """
 
     __slots__ = (
@@ -145,10 +147,8 @@ class Bash:
     ) -> None:
         if os.name != "posix":
             raise RuntimeError("the bash tool needs a POSIX system (it kills process groups)")
-        if not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
-            raise ValueError(f"timeout must be seconds > 0, got {timeout!r}")
-        if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 2:
-            raise ValueError(f"max_output must be an int >= 2 (bytes), got {max_output!r}")
+        check_seconds("timeout", timeout, positive=True, finite=True)  # a bool is not 1 s
+        check_int("max_output", max_output, minimum=2)  # bytes: a head and a tail
         found = shutil.which(shell)
         if found is None:
             raise FileNotFoundError(f"shell {shell!r} is not on PATH; pass shell='/bin/sh'")
