@@ -21,6 +21,7 @@ PUBLIC_MODULES = [
     "towerpy.lowlevel",
     "towerpy.mcp",
     "towerpy.redis",
+    "towerpy.resilience",
     "towerpy.retry",
     "towerpy.testing",
     "towerpy.timeout",

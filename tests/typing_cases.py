@@ -16,8 +16,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, assert_type
 from typing_extensions import override
 
 from towerpy import (
+    Balance,
+    CircuitBreaker,
+    CircuitBreakerLayer,
     ConcurrencyLimiter,
     ConcurrencyLimitLayer,
+    FallbackLayer,
+    HedgeLayer,
     Identity,
     LayerFn,
     Middleware,
@@ -207,3 +212,40 @@ def a_bare_annotation_is_a_builder_that_keeps_types() -> ServiceBuilder:
 
 def a_named_builder_can_be_annotated() -> ServiceBuilder[str, Unchanged, Job, Unchanged]:
     return ServiceBuilder().map_request(parse)
+
+
+async def resilience_layers_keep_or_fix_the_types(
+    step: Service[ChatRequest, StepOutcome], backup: Service[ChatRequest, StepOutcome]
+) -> None:
+    kept = (
+        ServiceBuilder()
+        .circuit_breaker(3, 10.0)
+        .circuit_breaker(breaker=CircuitBreaker())
+        .hedge(1.0, idempotent=lambda request: True)
+        .layer(CircuitBreakerLayer())
+        .layer(HedgeLayer())
+    )
+    assert_type(kept, ServiceBuilder[Unchanged, Unchanged])
+    assert_type(kept.service(service_fn(count)), Service[str, int])
+
+    # before anything fixed the types, a fallback fixes them; the service must fit it
+    backed = ServiceBuilder().fallback(backup)
+    assert_type(backed, ServiceBuilder[ChatRequest, StepOutcome, ChatRequest, StepOutcome])
+    assert_type(backed.timeout(5.0).service(step), Service[ChatRequest, StepOutcome])
+    backed.service(service_fn(count))  # type: ignore[arg-type]
+    assert_type(
+        ServiceBuilder().layer(FallbackLayer(backup)),
+        ServiceBuilder[ChatRequest, StepOutcome, ChatRequest, StepOutcome],
+    )
+    # after a map_request, the fallback takes what reaches it
+    parsed = ServiceBuilder().map_request(parse).fallback(service_fn(run_job))
+    assert_type(parsed, ServiceBuilder[str, int, Job, int])
+    assert_type(parsed.service(service_fn(run_job)), Service[str, int])
+    ServiceBuilder().map_request(parse).fallback(service_fn(count))  # type: ignore[arg-type]
+
+    # a balance has its endpoints' types
+    balanced = Balance([step, backup])
+    assert_type(balanced, Balance[ChatRequest, StepOutcome])
+    assert_type(
+        ServiceBuilder().circuit_breaker().service(balanced), Service[ChatRequest, StepOutcome]
+    )

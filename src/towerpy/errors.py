@@ -6,6 +6,7 @@
     ├── Elapsed(TowerError, TimeoutError)        a call ran past its time limit
     │   └── WaitElapsed                          a call waited past its bound, never started
     ├── Overloaded                               a service shed load instead of waiting
+    │   └── CircuitOpen                          a circuit breaker refuses calls for now
     ├── ServiceClosed                            a service is not running (or stopped running)
     ├── RequestTooLarge(TowerError, ValueError)  a request can never fit a limit
     ├── LimiterUnavailable                       a shared limit's server (Redis) did not answer
@@ -27,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CircuitOpen",
     "Elapsed",
     "InvalidToolArguments",
     "LimiterUnavailable",
@@ -81,6 +83,23 @@ class WaitElapsed(Elapsed):
 
 class Overloaded(TowerError):
     """Raised by `LoadShed` when the inner service is not ready at once."""
+
+
+class CircuitOpen(Overloaded):
+    """Raised by a circuit breaker's service when its circuit refuses calls.
+
+    The circuit is open (too many failures in a row; nothing is sent until it recovers), or
+    half-open with every probe already in flight. The inner service was not called. It is an
+    `Overloaded`: code that sheds load or falls back on overload handles it too.
+
+    Attributes:
+        retry_after: Seconds until the circuit lets a probe through (0 when it is half-open and
+            waits for its probes to finish). `RetryLayer` waits at least that long.
+    """
+
+    def __init__(self, message: str = "circuit open", *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ServiceClosed(TowerError):

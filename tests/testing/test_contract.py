@@ -9,8 +9,13 @@ import pytest
 from typing_extensions import override
 
 from towerpy import (
+    Balance,
     Buffer,
+    Circuit,
+    CircuitBreaker,
     ConcurrencyLimit,
+    Fallback,
+    Hedge,
     KeyedConcurrencyLimit,
     LoadShed,
     Middleware,
@@ -18,6 +23,7 @@ from towerpy import (
     Service,
     Timeout,
     lowlevel,
+    service_fn,
 )
 from towerpy.testing import ServiceContract
 from towerpy.tools import tool
@@ -39,6 +45,17 @@ def _tool(inner: Service[Any, Any], capacity: int) -> Service[Any, Any]:
         return await inner(text)
 
     return relay
+
+
+def _half_open(inner: Service[Any, Any], capacity: int) -> Service[Any, Any]:
+    # the probe permits of a half-open circuit are its capacity; a call beyond them is refused
+    breaker = CircuitBreaker(1, recovery_time=0.0, half_open_calls=capacity)
+    breaker.trip()  # open for 0 s: half-open at once
+    return Circuit(inner, breaker)
+
+
+async def _echo(request: Any) -> Any:
+    return request
 
 
 FACTORIES: dict[str, ServiceContract] = {
@@ -65,6 +82,27 @@ FACTORIES: dict[str, ServiceContract] = {
     ),
     "Tool(concurrency_limit=)": ServiceContract(_tool, request={"text": "request"}),
     "MockService": ServiceContract(_mock, capacity_returns=False),
+    "Circuit(half-open)": ServiceContract(_half_open, sheds=True),
+    "Circuit(ConcurrencyLimit)": ServiceContract(
+        lambda inner, n: Circuit(ConcurrencyLimit(inner, n), CircuitBreaker())
+    ),
+    "Balance(ConcurrencyLimit)": ServiceContract(
+        lambda inner, n: Balance([ConcurrencyLimit(inner, n)])
+    ),
+    "Balance(ConcurrencyLimit x n)": ServiceContract(
+        lambda inner, n: Balance([ConcurrencyLimit(inner, 1) for _ in range(n)])
+    ),
+    "Balance(round_robin)": ServiceContract(
+        lambda inner, n: Balance(
+            [ConcurrencyLimit(inner, 1) for _ in range(n)], choose="round_robin"
+        )
+    ),
+    "Hedge(ConcurrencyLimit)": ServiceContract(
+        lambda inner, n: Hedge(ConcurrencyLimit(inner, n), LONG)
+    ),
+    "Fallback(ConcurrencyLimit)": ServiceContract(
+        lambda inner, n: Fallback(ConcurrencyLimit(inner, n), service_fn(_echo))
+    ),
 }
 
 CASES = [
