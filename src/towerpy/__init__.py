@@ -4,6 +4,7 @@ from ._builder import ServiceBuilder, Unchanged
 from ._service import Identity, Layer, LayerFn, Middleware, Service, ServiceFn, layer_fn, service_fn
 from .buffer import Buffer, BufferLayer
 from .errors import (
+    DependencyFailed,
     Elapsed,
     InvalidToolArguments,
     MaxStepsExceeded,
@@ -67,6 +68,7 @@ __all__ = [
     "ConcurrencyLimiter",
     "ConcurrencyStatistics",
     "ConstantBackoff",
+    "DependencyFailed",
     "Elapsed",
     "ExponentialBackoff",
     "Identity",
