@@ -7,11 +7,15 @@ from .anthropic import AnthropicModel
 from .messages import ChatRequest, Message, Role, StepOutcome, ToolCall, Usage
 from .openai import OpenAIChatModel
 from .parallel_tools import ParallelTools, ParallelToolsLayer
+from .pool import AgentPool, AgentService, AgentStatistics
 from .scripted import ScriptedModel, ScriptEntry
 
 __all__ = [
     "Agent",
+    "AgentPool",
     "AgentResult",
+    "AgentService",
+    "AgentStatistics",
     "AnthropicModel",
     "ChatRequest",
     "MaxStepsExceeded",

@@ -2,6 +2,7 @@
 
 from ._threads import ThreadLimiter
 from .bash import Bash, BashResult, bash_tool
+from .graph import ToolGraph
 from .layer import ParallelTools, ParallelToolsLayer
 from .models import ToolInvocation, ToolOutput, ToolSpec
 from .parallel import JoinPolicy, ParallelToolRouter, describe_failure
@@ -18,6 +19,7 @@ __all__ = [
     "ThreadLimiter",
     "Tool",
     "ToolCatalog",
+    "ToolGraph",
     "ToolInvocation",
     "ToolOutput",
     "ToolRouter",
