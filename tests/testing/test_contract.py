@@ -17,9 +17,12 @@ from towerpy import (
     Service,
     Timeout,
     lowlevel,
+    service_fn,
 )
+from towerpy.llm import AgentPool
 from towerpy.testing import ServiceContract
 from towerpy.tools import tool
+from towerpy.workflow import Sequential
 
 pytestmark = pytest.mark.anyio
 
@@ -29,6 +32,10 @@ LONG = 1e6  # a rate limit's period: no token comes back during a check
 def _mock(inner: Any, capacity: int) -> Service[Any, Any]:
     inner.handle.allow(capacity)
     return inner  # type: ignore[no-any-return]
+
+
+async def _same(request: Any) -> Any:
+    return request
 
 
 def _tool(inner: Service[Any, Any], capacity: int) -> Service[Any, Any]:
@@ -64,6 +71,15 @@ FACTORIES: dict[str, ServiceContract] = {
     ),
     "Tool(concurrency_limit=)": ServiceContract(_tool, request={"text": "request"}),
     "MockService": ServiceContract(_mock, capacity_returns=False),
+    "Sequential(ConcurrencyLimit, ...)": ServiceContract(
+        lambda inner, n: Sequential(ConcurrencyLimit(inner, n), service_fn(_same))
+    ),
+    "AgentPool[name] (max_concurrent=)": ServiceContract(
+        lambda inner, n: AgentPool().add("agent", inner, max_concurrent=n)
+    ),
+    "AgentPool[name] (global limit)": ServiceContract(
+        lambda inner, n: AgentPool(n, default_quota=n + 1).add("agent", inner)
+    ),
 }
 
 CASES = [
