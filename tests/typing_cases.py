@@ -31,7 +31,9 @@ from towerpy import (
     option_layer,
     service_fn,
 )
-from towerpy.llm import ChatRequest, ParallelToolsLayer, StepOutcome
+from towerpy.llm import Agent, AgentResult, ChatRequest, Message, ParallelToolsLayer, StepOutcome
+from towerpy.tools import JoinPolicy
+from towerpy.workflow import MapReduce, Parallel, Sequential
 
 if TYPE_CHECKING:
     from towerpy.tools import ToolInvocation, ToolOutput
@@ -207,3 +209,20 @@ def a_bare_annotation_is_a_builder_that_keeps_types() -> ServiceBuilder:
 
 def a_named_builder_can_be_annotated() -> ServiceBuilder[str, Unchanged, Job, Unchanged]:
     return ServiceBuilder().map_request(parse)
+
+
+def workflows_keep_the_types_of_their_steps(agent: Agent) -> None:
+    counted = Sequential(service_fn(count), service_fn(describe_async))
+    assert_type(counted, Sequential[str, str])
+    both = Parallel(service_fn(count), service_fn(count))
+    assert_type(both, Parallel[str, int])
+    isolated = Parallel(service_fn(count), policy=JoinPolicy.ISOLATE)
+    assert_type(isolated, Parallel[str, int | Exception])
+    total = MapReduce(service_fn(count), lambda acc, n: acc + n, initial=0)
+    assert_type(total, MapReduce[str, int, int])
+    runs: Service[str | list[Message], AgentResult] = agent
+    assert runs is not None
+
+
+async def describe_async(size: int) -> str:
+    return str(size)

@@ -1,4 +1,4 @@
-"""Dependency graphs of tool calls: each starts the instant its last dependency ends, in the limit."""
+"""Dependency graphs of tool calls: each starts when its last dependency ends, within the limit."""
 
 from __future__ import annotations
 

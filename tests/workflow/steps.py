@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from towerpy import Service
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class Boom(Exception):
@@ -32,7 +34,7 @@ class Log:
 
 
 class Step(Service[Any, Any]):
-    """Sleeps ``delay`` (or ``delay(request)``), then fails if ``fail(request)``, else ``fn(request)``.
+    """Sleeps ``delay`` (or ``delay(request)``), then fails or returns ``fn(request)``.
 
     Each call is logged under ``name`` (``name[request]`` with ``keyed=True``).
     """

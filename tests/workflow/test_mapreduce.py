@@ -51,7 +51,8 @@ async def test_the_reduction_follows_input_order_at_the_earliest_instant_within_
         return (*acc, result)
 
     step = Step(log, "map", delays(latencies), keyed=True)
-    result = await MapReduce(step, collect, initial=(), limit=limit)(range(len(latencies)))
+    empty: tuple[int, ...] = ()
+    result = await MapReduce(step, collect, initial=empty, limit=limit)(range(len(latencies)))
     assert result == tuple(range(len(latencies)))
     assert log.peak <= limit
     ends = [log.times[f"map[{i}]"][1] for i in range(len(latencies))]
@@ -60,7 +61,8 @@ async def test_the_reduction_follows_input_order_at_the_earliest_instant_within_
 
 async def test_no_items_give_the_initial_value_and_any_iterable_is_mapped() -> None:
     double = service_fn(_double)
-    flow = MapReduce(double, lambda acc, x: acc + [x], initial=[])
+    empty: list[int] = []
+    flow = MapReduce(double, lambda acc, x: [*acc, x], initial=empty)
     assert await flow([]) == []
     assert await flow(x for x in (1, 2)) == [2, 4]
     assert await flow({"a": 1}.values()) == [2]
@@ -101,8 +103,8 @@ async def test_join_all_maps_every_item_reduces_up_to_the_first_failure_then_rai
         await flow(range(6))
     assert seen == [0, 1]
     assert len(log.started) == 6
-    assert "2 of 6 items failed (JOIN_ALL): item 2: Boom, item 4: Boom" in (
-        caught.value.__notes__[0]
+    assert (
+        "2 of 6 items failed (JOIN_ALL): item 2: Boom, item 4: Boom" in (caught.value.__notes__[0])
     )
 
 
@@ -127,7 +129,7 @@ async def test_a_failing_reducer_cancels_the_map_calls_and_raises_with_a_note() 
         return acc + x
 
     step = Step(log, "map", delays([1, 1, 9]), keyed=True)
-    flow = MapReduce(step, picky, initial=0, limit=3, policy=JoinPolicy.ISOLATE)
+    flow = MapReduce(step, picky, initial=0, limit=3)
     with pytest.raises(KeyError) as caught:
         await flow(range(3))
     assert caught.value.__notes__ == ["towerpy MapReduce: raised by reduce() at item 1"]
@@ -153,8 +155,8 @@ def test_bad_arguments_are_refused_at_construction() -> None:
         return acc + x
 
     with pytest.raises(TypeError, match="reduce must be a plain"):
-        MapReduce(double, areduce, initial=0)  # type: ignore[call-overload]
-    with pytest.raises(TypeError, match="map must be a Service.*service_fn"):
+        MapReduce(double, areduce, initial=0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"map must be a Service.*service_fn"):
         MapReduce(_double, lambda a, x: a, initial=0)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="limit must be >= 1"):
         MapReduce(double, lambda a, x: a, initial=0, limit=0)

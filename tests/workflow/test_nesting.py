@@ -46,9 +46,7 @@ def build(
         limit=2,
     )
     level3 = (
-        mapper
-        if map_timeout is None
-        else ServiceBuilder().timeout(map_timeout).service(mapper)
+        mapper if map_timeout is None else ServiceBuilder().timeout(map_timeout).service(mapper)
     )
     side = Sequential(
         Step(log, "side1", 1, len, fails("side1")),
@@ -75,9 +73,9 @@ async def test_three_levels_give_the_result_in_the_time_of_their_critical_path()
     log = Log()
     assert await build(log)(4) == "sum=100 side=4"
     assert log.now() == 7
-    assert log.times["map[3]"] == (3, 5.5)  # map[3] takes the place map[1] left
-    assert log.times["map[4]"] == (3.25, 6)
-    assert log.times["side2"] == (2, 4.5)
+    assert log.times["map[3]"] == (3.0, 5.5)  # map[3] takes the place map[1] left
+    assert log.times["map[4]"] == (3.25, 6.0)
+    assert log.times["side2"] == (2.0, 4.5)
     assert log.peak == 3  # two map calls and a side step
 
 

@@ -39,11 +39,15 @@ async def test_at_most_limit_steps_run_at_once_and_order_is_kept(
     delays: list[int], limit: int
 ) -> None:
     log = Log()
-    steps = [Step(log, f"s{n}", delay, lambda x, n=n: (n, x)) for n, delay in enumerate(delays)]
+    steps = [Step(log, f"s{n}", delay, tagged(n)) for n, delay in enumerate(delays)]
     outputs = await Parallel(*steps, limit=limit)("in")
     assert outputs == [(n, "in") for n in range(len(delays))]
     assert log.peak <= limit
     assert log.running == 0
+
+
+def tagged(n: int) -> Any:
+    return lambda x: (n, x)
 
 
 async def test_join_all_waits_for_every_step_then_raises_the_earliest_failure_in_step_order() -> (
@@ -63,14 +67,13 @@ async def test_join_all_waits_for_every_step_then_raises_the_earliest_failure_in
     assert log.cancelled == []
     outcomes = caught.value.step_outcomes  # type: ignore[attr-defined]
     assert [type(o).__name__ for o in outcomes] == ["int", "Boom", "Boom", "int"]
-    assert "towerpy Parallel: 2 of 4 steps failed (JOIN_ALL): step 1 (Step('b')): Boom" in (
-        caught.value.__notes__[0]
+    assert (
+        "towerpy Parallel: 2 of 4 steps failed (JOIN_ALL): step 1 (Step('b')): Boom"
+        in (caught.value.__notes__[0])
     )
 
 
-async def test_fail_fast_cancels_the_rest_at_the_first_failure_and_leaves_nothing_running() -> (
-    None
-):
+async def test_fail_fast_cancels_the_rest_at_the_first_failure_and_leaves_nothing_running() -> None:
     log = Log()
     flow = Parallel(
         Step(log, "a", 5),
@@ -79,7 +82,7 @@ async def test_fail_fast_cancels_the_rest_at_the_first_failure_and_leaves_nothin
         limit=2,
         policy=JoinPolicy.FAIL_FAST,
     )
-    with pytest.raises(Boom, match="^b$"):
+    with pytest.raises(Boom, match=r"^b$"):
         await flow(0)
     assert log.now() == 1
     assert log.cancelled == ["a"]

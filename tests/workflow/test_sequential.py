@@ -30,7 +30,7 @@ async def test_each_step_gets_the_previous_output_and_the_last_output_is_returne
 async def test_a_failing_step_raises_unchanged_and_the_later_steps_never_run() -> None:
     log = Log()
     flow = Sequential(Step(log, "a", 1), Step(log, "b", 1, fail=lambda x: True), Step(log, "c"))
-    with pytest.raises(Boom, match="^b$"):
+    with pytest.raises(Boom, match=r"^b$"):
         await flow(0)
     assert log.started == ["a", "b"]
 
@@ -88,7 +88,7 @@ async def test_entering_it_enters_each_distinct_step_once_in_order_and_exits_in_
 
 def test_a_sequential_needs_services() -> None:
     with pytest.raises(ValueError, match="at least one step"):
-        Sequential()
+        Sequential()  # type: ignore[call-overload]
     with pytest.raises(TypeError, match=r"Sequential step 1 must be a Service.*service_fn"):
         Sequential(service_fn(_same), _same)  # type: ignore[call-overload]
 

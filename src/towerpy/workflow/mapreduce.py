@@ -22,6 +22,10 @@ __all__ = ["MapReduce"]
 ItemT = TypeVar("ItemT")
 OutT = TypeVar("OutT")
 AccT = TypeVar("AccT")
+# the overloads' own type variables: pyright solves a self type only with these
+ItemV = TypeVar("ItemV")
+OutV = TypeVar("OutV")
+AccV = TypeVar("AccV")
 
 
 def _isolate(index: int, error: Exception) -> Exception:
@@ -74,39 +78,49 @@ class MapReduce(Service["Iterable[ItemT]", AccT], Generic[ItemT, OutT, AccT]):
 
     @overload
     def __init__(
-        self: MapReduce[ItemT, OutT, AccT],
-        map: Service[ItemT, OutT],
-        reduce: Callable[[AccT, OutT], AccT],
+        self: MapReduce[ItemV, OutV, AccV],
+        map: Service[ItemV, OutV],
+        reduce: Callable[[AccV, OutV], AccV],
         *,
-        initial: AccT,
+        initial: AccV,
         limit: int = 5,
         policy: Literal[JoinPolicy.FAIL_FAST, JoinPolicy.JOIN_ALL] = JoinPolicy.FAIL_FAST,
     ) -> None: ...
     @overload
     def __init__(
-        self: MapReduce[ItemT, OutT | Exception, AccT],
-        map: Service[ItemT, OutT],
-        reduce: Callable[[AccT, OutT | Exception], AccT],
+        self: MapReduce[ItemV, OutV | Exception, AccV],
+        map: Service[ItemV, OutV],
+        reduce: Callable[[AccV, OutV | Exception], AccV],
         *,
-        initial: AccT,
+        initial: AccV,
         limit: int = 5,
         policy: Literal[JoinPolicy.ISOLATE],
     ) -> None: ...
+    @overload
+    def __init__(  # a policy known only at run time: reduce may be handed a failure
+        self: MapReduce[ItemV, OutV | Exception, AccV],
+        map: Service[ItemV, OutV],
+        reduce: Callable[[AccV, OutV | Exception], AccV],
+        *,
+        initial: AccV,
+        limit: int = 5,
+        policy: JoinPolicy,
+    ) -> None: ...
     def __init__(
         self,
-        map: Service[ItemT, Any],
-        reduce: Callable[[AccT, Any], AccT],
+        map: Service[Any, Any],
+        reduce: Callable[[Any, Any], Any],
         *,
-        initial: AccT,
+        initial: Any,
         limit: int = 5,
         policy: JoinPolicy = JoinPolicy.FAIL_FAST,
     ) -> None:
         check_service("MapReduce's map", map)
         check_plain_function("MapReduce's reduce", reduce)
         check_positive_int("limit", limit)
-        self.map = map
-        self.reduce = reduce
-        self.initial = initial
+        self.map: Service[ItemT, Any] = map
+        self.reduce: Callable[[AccT, Any], AccT] = reduce
+        self.initial: AccT = initial
         self.limit = limit
         self.policy = check_policy(policy)
         self._steps = Steps([map])

@@ -20,6 +20,9 @@ __all__ = ["Parallel"]
 
 ReqT = TypeVar("ReqT")
 OutT = TypeVar("OutT")
+# the overloads' own type variables: pyright solves a self type only with these
+ReqV = TypeVar("ReqV")
+OutV = TypeVar("OutV")
 
 
 def _isolate(index: int, error: Exception) -> Exception:
@@ -62,21 +65,28 @@ class Parallel(Service[ReqT, list[OutT]], Generic[ReqT, OutT]):
 
     @overload
     def __init__(
-        self: Parallel[ReqT, OutT],
-        *steps: Service[ReqT, OutT],
+        self: Parallel[ReqV, OutV],
+        *steps: Service[ReqV, OutV],
         limit: int | None = None,
         policy: Literal[JoinPolicy.JOIN_ALL, JoinPolicy.FAIL_FAST] = JoinPolicy.JOIN_ALL,
     ) -> None: ...
     @overload
     def __init__(
-        self: Parallel[ReqT, OutT | Exception],
-        *steps: Service[ReqT, OutT],
+        self: Parallel[ReqV, OutV | Exception],
+        *steps: Service[ReqV, OutV],
         limit: int | None = None,
         policy: Literal[JoinPolicy.ISOLATE],
     ) -> None: ...
+    @overload
+    def __init__(  # a policy known only at run time: a failure may be in the list
+        self: Parallel[ReqV, OutV | Exception],
+        *steps: Service[ReqV, OutV],
+        limit: int | None = None,
+        policy: JoinPolicy,
+    ) -> None: ...
     def __init__(
         self,
-        *steps: Service[ReqT, Any],
+        *steps: Service[Any, Any],
         limit: int | None = None,
         policy: JoinPolicy = JoinPolicy.JOIN_ALL,
     ) -> None:

@@ -83,7 +83,17 @@ class Sequential(Service[ReqT, RespT], Generic[ReqT, RespT], direct_call=True):
         /,
     ) -> None: ...
     @overload
-    def __init__(self: Sequential[Any, Any], *steps: Service[Any, Any]) -> None: ...
+    def __init__(  # six or more: typed from the first request to the last response only
+        self: Sequential[A, F],
+        step1: Service[A, Any],
+        step2: Service[Any, Any],
+        step3: Service[Any, Any],
+        step4: Service[Any, Any],
+        step5: Service[Any, Any],
+        step6: Service[Any, F],
+        /,
+        *steps: Service[Any, Any],
+    ) -> None: ...
     def __init__(self, *steps: Service[Any, Any]) -> None:
         self.steps = check_steps("Sequential", steps)
         self._steps = Steps(self.steps)
