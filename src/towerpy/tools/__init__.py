@@ -6,6 +6,7 @@ from .graph import ToolGraph
 from .layer import ParallelTools, ParallelToolsLayer
 from .models import ToolInvocation, ToolOutput, ToolSpec
 from .parallel import JoinPolicy, ParallelToolRouter, describe_failure
+from .plan import PlanStep, plan_tool
 from .router import ToolCatalog, ToolRouter
 from .tool import Tool, tool
 
@@ -16,6 +17,7 @@ __all__ = [
     "ParallelToolRouter",
     "ParallelTools",
     "ParallelToolsLayer",
+    "PlanStep",
     "ThreadLimiter",
     "Tool",
     "ToolCatalog",
@@ -26,5 +28,6 @@ __all__ = [
     "ToolSpec",
     "bash_tool",
     "describe_failure",
+    "plan_tool",
     "tool",
 ]
