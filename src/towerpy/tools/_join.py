@@ -126,16 +126,12 @@ class Join(Generic[ItemT]):
         self.end = 0
         self.stopped = False  # FAIL_FAST failed, or aborted: take nothing more
         self.fanout: FanOut | None = None
-        self._ready: deque[int] = deque()
-        self._deps: Dependencies | None = None
-        self._skipped: dict[int, int] = {}  # index -> the failed index it depended on
-        self._prepare: Callable[[int, ItemT], ItemT] | None = None
-        self._skip: Callable[[int, int, Exception], Exception] | None = None
-
-    @property
-    def skipped(self) -> dict[int, int]:
-        """The jobs that never ran because a dependency failed: index -> the failed index."""
-        return self._skipped
+        # the graph's state is set by run_graph alone: a plain batch does not pay for it
+        self._ready: deque[int]
+        self._deps: Dependencies
+        self._skipped: set[int]  # the jobs that will not run: a dependency failed
+        self._prepare: Callable[[int, ItemT], ItemT] | None
+        self._skip: Callable[[int, int, Exception], Exception]
 
     def abort(self, error: BaseException) -> None:
         """Ends the run with ``error`` whatever the policy: cancels every job, starts none."""
@@ -220,9 +216,9 @@ class Join(Generic[ItemT]):
         self._deps = deps
         self._skip = skip
         self._prepare = prepare
+        self._skipped = set()
         counts = deps.counts
-        ready = self._ready
-        ready.extend(index for index, count in enumerate(counts) if count == 0)
+        self._ready = deque(index for index, count in enumerate(counts) if count == 0)
         if self.limit == 1 or len(self.items) <= 1:
             self.fanout = None
             await self._work_graph(None)
@@ -265,7 +261,6 @@ class Join(Generic[ItemT]):
     def _release(self, index: int) -> None:
         # dependents whose last dependency this was are ready now, in the order they were listed
         deps = self._deps
-        assert deps is not None
         counts = deps.counts
         for dependent in deps.dependents[index]:
             left = counts[dependent] - 1
@@ -277,14 +272,12 @@ class Join(Generic[ItemT]):
         """Gives every job that depends on ``failed``, however indirectly, its failure."""
         deps = self._deps
         skip = self._skip
-        assert deps is not None
-        assert skip is not None
         stack = list(reversed(deps.dependents[failed]))
         while stack:
             dependent = stack.pop()
             if dependent in self._skipped:
                 continue
-            self._skipped[dependent] = failed
+            self._skipped.add(dependent)
             error = skip(dependent, failed, cause)
             if self.policy is JoinPolicy.ISOLATE:
                 self.outputs[dependent] = self._isolate(dependent, error)
