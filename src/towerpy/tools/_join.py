@@ -240,8 +240,8 @@ class Join(Generic[ItemT]):
             index = ready.popleft()
             if fanout is not None and ready:
                 fanout.demand()
-            item = items[index] if prepare is None else prepare(index, items[index])
             try:
+                item = items[index] if prepare is None else prepare(index, items[index])
                 outputs[index] = await call(item)
             except Exception as exc:
                 if self._failed(index, exc):
