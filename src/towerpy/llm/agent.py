@@ -210,7 +210,6 @@ class Agent(Service[str | list[Message], AgentResult]):
             messages.insert(0, Message.system(self.system))
         return messages
 
-    @override
     async def __aenter__(self) -> Self:
         """Enters the step service and the tools (for layers with background work)."""
         await self.step.__aenter__()
@@ -222,7 +221,6 @@ class Agent(Service[str | list[Message], AgentResult]):
                 raise
         return self
 
-    @override
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
