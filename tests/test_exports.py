@@ -28,6 +28,7 @@ PUBLIC_MODULES = [
     "towerpy.tools",
     "towerpy.tools.bash",
     "towerpy.util",
+    "towerpy.workflow",
 ]
 
 

@@ -36,7 +36,9 @@ from towerpy import (
     option_layer,
     service_fn,
 )
-from towerpy.llm import ChatRequest, ParallelToolsLayer, StepOutcome
+from towerpy.llm import Agent, AgentResult, ChatRequest, Message, ParallelToolsLayer, StepOutcome
+from towerpy.tools import JoinPolicy
+from towerpy.workflow import MapReduce, Parallel, Sequential
 
 if TYPE_CHECKING:
     from towerpy.tools import ToolInvocation, ToolOutput
@@ -249,3 +251,20 @@ async def resilience_layers_keep_or_fix_the_types(
     assert_type(
         ServiceBuilder().circuit_breaker().service(balanced), Service[ChatRequest, StepOutcome]
     )
+
+
+def workflows_keep_the_types_of_their_steps(agent: Agent) -> None:
+    counted = Sequential(service_fn(count), service_fn(describe_async))
+    assert_type(counted, Sequential[str, str])
+    both = Parallel(service_fn(count), service_fn(count))
+    assert_type(both, Parallel[str, int])
+    isolated = Parallel(service_fn(count), policy=JoinPolicy.ISOLATE)
+    assert_type(isolated, Parallel[str, int | Exception])
+    total = MapReduce(service_fn(count), lambda acc, n: acc + n, initial=0)
+    assert_type(total, MapReduce[str, int, int])
+    runs: Service[str | list[Message], AgentResult] = agent
+    assert runs is not None
+
+
+async def describe_async(size: int) -> str:
+    return str(size)

@@ -5,6 +5,7 @@ from ._service import Identity, Layer, LayerFn, Middleware, Service, ServiceFn, 
 from .buffer import Buffer, BufferLayer
 from .errors import (
     CircuitOpen,
+    DependencyFailed,
     Elapsed,
     InvalidToolArguments,
     LimiterUnavailable,
@@ -93,6 +94,7 @@ __all__ = [
     "ConcurrencyLimiter",
     "ConcurrencyStatistics",
     "ConstantBackoff",
+    "DependencyFailed",
     "Elapsed",
     "EndpointStatistics",
     "ExponentialBackoff",

@@ -12,7 +12,8 @@
     ├── LimiterUnavailable                       a shared limit's server (Redis) did not answer
     ├── ToolError
     │   ├── ToolNotFound                         no tool has that name
-    │   └── InvalidToolArguments                 the arguments do not fit the tool's schema
+    │   ├── InvalidToolArguments                 the arguments do not fit the tool's schema
+    │   └── DependencyFailed                     a call never ran: one it depends on failed
     ├── MaxStepsExceeded                         an agent made as many model calls as allowed
     ├── ScriptExhausted(TowerError, RuntimeError) a scripted model was called past its script
     └── ProviderError                            a model provider answered with a failure
@@ -29,6 +30,7 @@ from typing import Any
 
 __all__ = [
     "CircuitOpen",
+    "DependencyFailed",
     "Elapsed",
     "InvalidToolArguments",
     "LimiterUnavailable",
@@ -143,6 +145,22 @@ class ToolNotFound(ToolError):
 
 class InvalidToolArguments(ToolError):
     """Raised when a tool's arguments are not a JSON object or do not fit its schema."""
+
+
+class DependencyFailed(ToolError):
+    """Raised for an invocation that never ran because one it depends on failed.
+
+    A batch with dependencies (``ToolInvocation.depends_on``) gives it to every invocation
+    that depends, directly or not, on a failed one: as its error output under ``ISOLATE``, as
+    its outcome under ``JOIN_ALL``. Its ``__cause__`` is the dependency's error.
+
+    Attributes:
+        dependency: The id of the failed invocation.
+    """
+
+    def __init__(self, message: str, *, dependency: str):
+        super().__init__(message)
+        self.dependency = dependency
 
 
 class MaxStepsExceeded(TowerError):

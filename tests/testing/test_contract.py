@@ -25,8 +25,10 @@ from towerpy import (
     lowlevel,
     service_fn,
 )
+from towerpy.llm import AgentPool
 from towerpy.testing import ServiceContract
 from towerpy.tools import tool
+from towerpy.workflow import Sequential
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +38,10 @@ LONG = 1e6  # a rate limit's period: no token comes back during a check
 def _mock(inner: Any, capacity: int) -> Service[Any, Any]:
     inner.handle.allow(capacity)
     return inner  # type: ignore[no-any-return]
+
+
+async def _same(request: Any) -> Any:
+    return request
 
 
 def _tool(inner: Service[Any, Any], capacity: int) -> Service[Any, Any]:
@@ -102,6 +108,15 @@ FACTORIES: dict[str, ServiceContract] = {
     ),
     "Fallback(ConcurrencyLimit)": ServiceContract(
         lambda inner, n: Fallback(ConcurrencyLimit(inner, n), service_fn(_echo))
+    ),
+    "Sequential(ConcurrencyLimit, ...)": ServiceContract(
+        lambda inner, n: Sequential(ConcurrencyLimit(inner, n), service_fn(_same))
+    ),
+    "AgentPool[name] (max_concurrent=)": ServiceContract(
+        lambda inner, n: AgentPool().add("agent", inner, max_concurrent=n)
+    ),
+    "AgentPool[name] (global limit)": ServiceContract(
+        lambda inner, n: AgentPool(n, default_quota=n + 1).add("agent", inner)
     ),
 }
 

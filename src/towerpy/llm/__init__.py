@@ -21,12 +21,16 @@ from .events import (
 from .messages import ChatRequest, Message, Role, StepOutcome, ToolCall, Usage
 from .openai import OpenAIChatModel
 from .parallel_tools import ParallelTools, ParallelToolsLayer
+from .pool import AgentPool, AgentService, AgentStatistics
 from .scripted import ScriptedModel, ScriptEntry, Streamed
 
 __all__ = [
     "Agent",
     "AgentEvent",
+    "AgentPool",
     "AgentResult",
+    "AgentService",
+    "AgentStatistics",
     "AgentStream",
     "AnthropicModel",
     "ChatRequest",

@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING, final
 
 import anyio
 from pydantic import BaseModel, Field
+from typing_extensions import override
 
 from .._runtime import _in_trio
 from .._service import Service
 from .._validate import check_instance, check_positive_int, check_str
 from ..errors import MaxStepsExceeded
+from ..limit.concurrency import ConcurrencyLimit
 from ..tools.parallel import JoinPolicy, ParallelToolRouter, catalog_of
 from ..tools.router import ToolRouter
 from .messages import ChatRequest, Message, StepOutcome, Usage
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Self
 
+    from ..limit.protocols import ConcurrencyBackend
     from ..tools.models import ToolInvocation, ToolOutput, ToolSpec
     from ..tools.router import ToolCatalog
     from ._agent_stream import AgentStream
@@ -44,7 +47,7 @@ class AgentResult(BaseModel):
 
 
 @final
-class Agent:
+class Agent(Service[str | list[Message], AgentResult]):
     """Runs the loop step → tools → step until the model answers without asking for tools.
 
     Each model call is a `ChatRequest` with the conversation so far and the specs of the
@@ -54,12 +57,23 @@ class Agent:
     through a `ParallelToolRouter` and appends one tool message per call, in call order. One
     agent object may run any number of conversations at once.
 
+    An agent is a service of whole runs: ``await agent(prompt)`` is ``await agent.run(prompt)``,
+    so any layer wraps it — ``ServiceBuilder().concurrency_limit(2).timeout(120).service(agent)``
+    allows two runs at once and cancels a run (its model call and its tools) after two
+    minutes. ``ready()`` returns at once; the step service and the tools wait for their own
+    capacity.
+
     Args:
         step: The step service: one model call per request.
         tools: The tools the model may call (a `ToolRouter`, perhaps wrapped in layers).
         max_steps: The most model calls one `run` makes.
         system: A system message put first in every conversation.
-        tool_limit: The most tool calls of one model answer in flight at once.
+        tool_limit: The most tool calls of one model answer (one batch) in flight at once.
+            It bounds each batch on its own: runs going on at the same time each have their
+            own ``tool_limit``.
+        shared_tool_limit: The most tool calls in flight across every run of this agent at
+            once (an int), or a `ConcurrencyLimiter` to share that bound with other agents;
+            None (the default) for no bound beyond ``tool_limit``. Both bounds hold together.
         policy: What happens when a tool call fails (default: the model reads the error).
         tool_timeout: Seconds each tool may run once it has started (waiting for its
             concurrency permit or a worker thread is not counted), or None.
@@ -73,7 +87,8 @@ class Agent:
             and no ``catalog`` is given (the model could not be told which tools it has), or
             another argument has the wrong type (``max_steps`` not an int, ``system`` not a
             str...).
-        ValueError: ``max_steps`` or ``tool_limit`` below 1 (and see `ParallelToolRouter`).
+        ValueError: ``max_steps``, ``tool_limit`` or ``shared_tool_limit`` below 1 (and see
+            `ParallelToolRouter`).
     """
 
     __slots__ = ("_catalog", "_parallel", "max_steps", "step", "system", "tools")
@@ -90,6 +105,7 @@ class Agent:
         tool_timeout: float | None = None,
         wait_timeout: float | None = None,
         catalog: ToolCatalog | None = None,
+        shared_tool_limit: int | ConcurrencyBackend | None = None,
     ) -> None:
         check_instance("step", step, Service, "a step service (e.g. a ScriptedModel)")
         if tools is not None:
@@ -111,6 +127,10 @@ class Agent:
                 f"ToolRouter; pass the ToolRouter inside it as catalog=..."
             )
         self._catalog: ToolCatalog = found
+        if isinstance(shared_tool_limit, int):
+            router = ConcurrencyLimit(router, shared_tool_limit)
+        elif shared_tool_limit is not None:
+            router = ConcurrencyLimit(router, limiter=shared_tool_limit)
         self._parallel = ParallelToolRouter(
             router,
             tool_limit,
@@ -124,6 +144,11 @@ class Agent:
     def specs(self) -> list[ToolSpec]:
         """The specs every request carries: those of the catalog (``tools``)."""
         return list(self._catalog.specs)
+
+    @override
+    async def call(self, request: str | list[Message]) -> AgentResult:
+        """Runs one conversation: `run`."""
+        return await self.run(request)
 
     async def run(self, prompt: str | list[Message]) -> AgentResult:
         """Runs one conversation to the model's final answer.

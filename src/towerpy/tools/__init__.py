@@ -3,9 +3,11 @@
 from ._incremental import OpenBatch
 from ._threads import ThreadLimiter
 from .bash import Bash, BashResult, bash_tool
+from .graph import ToolGraph
 from .layer import ParallelTools, ParallelToolsLayer
 from .models import ToolInvocation, ToolOutput, ToolSpec
 from .parallel import JoinPolicy, ParallelToolRouter, describe_failure
+from .plan import PlanStep, plan_tool
 from .router import ErrorResult, ToolCatalog, ToolGroup, ToolRouter
 from .tool import Tool, tool
 
@@ -18,9 +20,11 @@ __all__ = [
     "ParallelToolRouter",
     "ParallelTools",
     "ParallelToolsLayer",
+    "PlanStep",
     "ThreadLimiter",
     "Tool",
     "ToolCatalog",
+    "ToolGraph",
     "ToolGroup",
     "ToolInvocation",
     "ToolOutput",
@@ -28,5 +32,6 @@ __all__ = [
     "ToolSpec",
     "bash_tool",
     "describe_failure",
+    "plan_tool",
     "tool",
 ]
