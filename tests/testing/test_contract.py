@@ -18,6 +18,7 @@ from towerpy import (
     Timeout,
     lowlevel,
 )
+from towerpy.llm import ChatRequest, Message, ProviderQuota
 from towerpy.testing import ServiceContract
 from towerpy.tools import tool
 
@@ -64,6 +65,12 @@ FACTORIES: dict[str, ServiceContract] = {
     ),
     "Tool(concurrency_limit=)": ServiceContract(_tool, request={"text": "request"}),
     "MockService": ServiceContract(_mock, capacity_returns=False),
+    "ProviderQuota": ServiceContract(
+        lambda inner, n: ProviderQuota(inner, requests=n, per=LONG * n, learn=False),
+        request=ChatRequest(messages=[Message.user("request")]),
+        ready_reserves=False,
+        capacity_returns=False,
+    ),
 }
 
 CASES = [

@@ -14,6 +14,7 @@ from .messages import Message, StepOutcome, ToolCall, Usage
 
 if TYPE_CHECKING:
     from ..tools.models import ToolSpec
+    from ._ratelimits import RateLimitInfo
     from .messages import ChatRequest
 
 __all__ = ["to_outcome", "to_wire", "to_wire_tools", "wire_tool_id"]
@@ -147,7 +148,9 @@ def _usage(raw: Any) -> Usage | None:
     )
 
 
-def to_outcome(request: ChatRequest, message: Any) -> StepOutcome:
+def to_outcome(
+    request: ChatRequest, message: Any, *, rate_limits: RateLimitInfo | None = None
+) -> StepOutcome:
     """Reads an Anthropic ``Message`` into a `StepOutcome`.
 
     Text blocks are joined; ``tool_use`` blocks become tool calls. After a ``max_tokens`` stop,
@@ -195,4 +198,5 @@ def to_outcome(request: ChatRequest, message: Any) -> StepOutcome:
         done=not calls,
         usage=_usage(getattr(message, "usage", None)),
         finish_reason=stop_reason,
+        rate_limits=rate_limits,
     )

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Elapsed, ProviderError, ProviderUnavailable, RateLimited
 from ..retry.after import retry_after_from_headers
+from ._ratelimits import RateLimitInfo
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -138,6 +139,7 @@ def from_sdk_error(sdk: ModuleType, provider: str, exc: BaseException) -> Provid
         retryable=retryable,
         request_id=request_id,
         body=body,
+        rate_limits=RateLimitInfo.from_headers(headers),
     )
 
 

@@ -13,6 +13,7 @@ from .messages import Message, StepOutcome, ToolCall, Usage
 
 if TYPE_CHECKING:
     from ..tools.models import ToolSpec
+    from ._ratelimits import RateLimitInfo
     from .messages import ChatRequest
 
 __all__ = ["to_outcome", "to_wire_messages", "to_wire_tools"]
@@ -98,7 +99,9 @@ def _usage(raw: Any) -> Usage | None:
     )
 
 
-def to_outcome(request: ChatRequest, completion: Any) -> StepOutcome:
+def to_outcome(
+    request: ChatRequest, completion: Any, *, rate_limits: RateLimitInfo | None = None
+) -> StepOutcome:
     """Reads a ``ChatCompletion`` into a `StepOutcome`.
 
     Raises:
@@ -151,4 +154,5 @@ def to_outcome(request: ChatRequest, completion: Any) -> StepOutcome:
         done=not calls,
         usage=_usage(getattr(completion, "usage", None)),
         finish_reason=finish_reason,
+        rate_limits=rate_limits,
     )

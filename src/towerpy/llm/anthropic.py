@@ -10,6 +10,7 @@ from typing_extensions import override
 from .._service import Service
 from ._anthropic_wire import to_outcome, to_wire, to_wire_tools
 from ._errors import from_sdk_error, unreadable_answer
+from ._ratelimits import create_reading_headers
 from ._sdk import check_params, check_sdk_max_retries, import_sdk
 from .messages import ChatRequest, StepOutcome
 
@@ -112,9 +113,10 @@ class AnthropicModel(Service[ChatRequest, StepOutcome], direct_call=True):
         self.model = model
         self._sdk = sdk
         self._client = client
-        self._create = client.messages.create
+        # the raw form gives the response headers too: the quota they report (rate_limits)
+        self._create = client.messages.with_raw_response.create
         self._error: type[Exception] = sdk.APIError
-        self._extra = check_params("AnthropicModel", params, self._create, _OWNED)
+        self._extra = check_params("AnthropicModel", params, client.messages.create, _OWNED)
         self._extra["max_tokens"] = max_tokens
 
     @property
@@ -142,11 +144,11 @@ class AnthropicModel(Service[ChatRequest, StepOutcome], direct_call=True):
     async def call(self, request: ChatRequest) -> StepOutcome:
         kwargs = self.wire_request(request)
         try:
-            message = await self._create(**kwargs)
+            message, rate_limits = await create_reading_headers(self._create, kwargs)
         except self._error as exc:
             raise from_sdk_error(self._sdk, "anthropic", exc) from exc
         try:
-            return to_outcome(request, message)
+            return to_outcome(request, message, rate_limits=rate_limits)
         except (ValidationError, AttributeError, TypeError) as exc:
             # a lax compatible server sent something the SDK let through unchecked
             request_id = getattr(message, "_request_id", None)

@@ -10,6 +10,7 @@ from typing_extensions import override
 from .._service import Service
 from ._errors import from_sdk_error, unreadable_answer
 from ._openai_wire import to_outcome, to_wire_messages, to_wire_tools
+from ._ratelimits import create_reading_headers
 from ._sdk import check_params, check_sdk_max_retries, import_sdk
 from .messages import ChatRequest, StepOutcome
 
@@ -113,9 +114,12 @@ class OpenAIChatModel(Service[ChatRequest, StepOutcome], direct_call=True):
         self.model = model
         self._sdk = sdk
         self._client = client
-        self._create = client.chat.completions.create
+        # the raw form gives the response headers too: the quota they report (rate_limits)
+        self._create = client.chat.completions.with_raw_response.create
         self._error: type[Exception] = sdk.APIError
-        self._extra = check_params("OpenAIChatModel", params, self._create, _OWNED)
+        self._extra = check_params(
+            "OpenAIChatModel", params, client.chat.completions.create, _OWNED
+        )
         if max_tokens is not None:
             self._extra["max_tokens"] = max_tokens
 
@@ -145,11 +149,11 @@ class OpenAIChatModel(Service[ChatRequest, StepOutcome], direct_call=True):
     async def call(self, request: ChatRequest) -> StepOutcome:
         kwargs = self.wire_request(request)
         try:
-            completion = await self._create(**kwargs)
+            completion, rate_limits = await create_reading_headers(self._create, kwargs)
         except self._error as exc:
             raise from_sdk_error(self._sdk, "openai", exc) from exc
         try:
-            return to_outcome(request, completion)
+            return to_outcome(request, completion, rate_limits=rate_limits)
         except (ValidationError, AttributeError, TypeError) as exc:
             # a lax compatible server sent something the SDK let through unchecked
             request_id = getattr(completion, "_request_id", None)
