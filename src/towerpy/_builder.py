@@ -261,6 +261,7 @@ class ServiceBuilder(Generic[ReqT, RespT, InnerReqT, InnerRespT]):
         estimate: Callable[[ChatRequest], float] | None = None,
         learn: bool = True,
         max_pause: float = 60.0,
+        reserve: float = 0.1,
     ) -> ServiceBuilder[ChatRequest, RespT, ChatRequest, InnerRespT]: ...
     @overload
     def provider_quota(
@@ -272,6 +273,7 @@ class ServiceBuilder(Generic[ReqT, RespT, InnerReqT, InnerRespT]):
         estimate: Callable[[ChatRequest], float] | None = None,
         learn: bool = True,
         max_pause: float = 60.0,
+        reserve: float = 0.1,
     ) -> ServiceBuilder[ReqT, RespT, ChatRequest, InnerRespT]: ...
     def provider_quota(
         self,
@@ -282,6 +284,7 @@ class ServiceBuilder(Generic[ReqT, RespT, InnerReqT, InnerRespT]):
         estimate: Callable[[ChatRequest], float] | None = None,
         learn: bool = True,
         max_pause: float = 60.0,
+        reserve: float = 0.1,
     ) -> Any:
         """Adds a `ProviderQuota`: a provider's request and token quota, learned from its headers.
 
@@ -305,6 +308,7 @@ class ServiceBuilder(Generic[ReqT, RespT, InnerReqT, InnerRespT]):
             estimate=estimate_tokens if estimate is None else estimate,
             learn=learn,
             max_pause=max_pause,
+            reserve=reserve,
         )
         return self._with(layer)
 

@@ -420,7 +420,7 @@ async def test_with_no_numbers_the_first_call_goes_alone_and_its_headers_set_the
         limit_requests=120, remaining_requests=3, limit_tokens=60_000, remaining_tokens=59_000
     )
     step = Step(lambda request: outcome(request, usage=100, info=info), latency=1.0)
-    layer = ProviderQuotaLayer(estimate=fixed(10))  # per minute
+    layer = ProviderQuotaLayer(estimate=fixed(10), reserve=0.0)  # per minute
     model = layer.layer(step)
     async with anyio.create_task_group() as tg:
         for n in range(6):
@@ -476,7 +476,7 @@ async def test_a_cancelled_learning_call_hands_the_learning_to_the_next() -> Non
 async def test_the_learned_limit_goes_up_and_down_with_what_the_provider_reports() -> None:
     limits = iter([4, 4, 1, 1])
     step = Step(lambda request: outcome(request, info=RateLimitInfo(limit_requests=next(limits))))
-    layer = ProviderQuotaLayer(requests=2, per=1.0)
+    layer = ProviderQuotaLayer(requests=2, per=1.0, reserve=0.0)
     model = layer.layer(step)
     await model(ask("a"))  # a bucket of 2 a second, now of 4, holding what it held: 1
     assert layer.statistics().requests_limit == 4
@@ -504,7 +504,7 @@ async def test_never_more_is_admitted_than_the_provider_says_remains() -> None:
     info = RateLimitInfo(limit_tokens=1000, remaining_tokens=100)
     step = Step(lambda request: outcome(request, usage=300, info=info))
     # 100 tokens a second, full (1000): the provider says only 100 remain after the first
-    layer = ProviderQuotaLayer(tokens=1000, per=10.0, estimate=fixed(300))
+    layer = ProviderQuotaLayer(tokens=1000, per=10.0, estimate=fixed(300), reserve=0.0)
     model = layer.layer(step)
     await model(ask("a"))
     assert layer.statistics().tokens_available == 100
@@ -515,16 +515,45 @@ async def test_never_more_is_admitted_than_the_provider_says_remains() -> None:
 async def test_a_remaining_level_above_the_local_one_changes_nothing() -> None:
     info = RateLimitInfo(limit_tokens=1000, remaining_tokens=1000)
     step = Step(lambda request: outcome(request, usage=300, info=info))
-    layer = ProviderQuotaLayer(tokens=1000, per=10.0, estimate=fixed(300))
+    layer = ProviderQuotaLayer(tokens=1000, per=10.0, estimate=fixed(300), reserve=0.0)
     await layer.layer(step)(ask("a"))
     assert layer.statistics().tokens_available == 700
+
+
+async def test_the_reserve_holds_back_a_share_of_every_learned_budget() -> None:
+    remaining = iter([700, 700, 100, 100])
+    step = Step(
+        lambda request: outcome(
+            request,
+            usage=100,
+            info=RateLimitInfo(limit_tokens=1000, remaining_tokens=next(remaining)),
+        )
+    )
+    layer = ProviderQuotaLayer(tokens=1000, per=10.0, estimate=fixed(100), reserve=0.2)
+    model = layer.layer(step)
+    await model(ask("a"))  # a bucket made from a number starts 20 % short: 800 - 100
+    assert layer.statistics().tokens_available == 700 - 200  # what remains, less 200
+    await model(ask("b"))
+    assert layer.statistics().tokens_available == 400  # 700 - 200 is more: never raised
+    await model(ask("c"))
+    assert layer.statistics().tokens_available == 100 - 200  # in debt: the next waits
+    await model(ask("d"))
+    assert step.times() == [0.0, 0.0, 0.0, 2.0]
+
+
+async def test_a_reserve_needs_learning() -> None:
+    info = RateLimitInfo(limit_tokens=1000, remaining_tokens=1000)
+    step = Step(lambda request: outcome(request, usage=100, info=info))
+    layer = ProviderQuotaLayer(tokens=1000, per=10.0, estimate=fixed(100), learn=False)
+    await layer.layer(step)(ask("a"))
+    assert layer.statistics().tokens_available == 900
 
 
 async def test_a_bucket_you_give_keeps_its_rate_but_is_lowered_to_what_remains() -> None:
     bucket = TokenBucket(100, per=1.0, burst=1000)
     info = RateLimitInfo(limit_tokens=5000, remaining_tokens=50)
     step = Step(lambda request: outcome(request, usage=10, info=info))
-    layer = ProviderQuotaLayer(tokens=bucket, estimate=fixed(10))
+    layer = ProviderQuotaLayer(tokens=bucket, estimate=fixed(10), reserve=0.0)
     await layer.layer(step)(ask("a"))
     assert (bucket.rate, bucket.statistics().tokens) == (100, 50)
     assert layer.statistics().learned_tokens == 5000
@@ -649,6 +678,9 @@ def test_the_builder_shorthand_adds_the_layer() -> None:
         ({"estimate": 42}, TypeError, "estimate must be a function"),
         ({"learn": "yes"}, TypeError, "learn must be True or False"),
         ({"max_pause": -1}, ValueError, "max_pause"),
+        ({"reserve": 1.0}, ValueError, "reserve must be a fraction"),
+        ({"reserve": -0.1}, ValueError, "reserve must be a fraction"),
+        ({"reserve": "10%"}, TypeError, "reserve must be a fraction"),
     ],
 )
 def test_bad_arguments_are_refused_when_the_layer_is_made(

@@ -69,7 +69,17 @@ class Budget:
             ``smallest``.
     """
 
-    __slots__ = ("backend", "kind", "learned", "owned", "per", "state", "waiting")
+    __slots__ = (
+        "backend",
+        "fresh",
+        "kind",
+        "learned",
+        "owned",
+        "per",
+        "reserve",
+        "state",
+        "waiting",
+    )
 
     def __init__(
         self,
@@ -77,10 +87,13 @@ class Budget:
         value: float | RateBackend | None,
         per: float,
         learn: bool,
+        reserve: float,
         smallest: float = 0.0,
     ) -> None:
         self.kind = kind
         self.per = per
+        self.reserve = reserve if learn else 0.0
+        self.fresh = False  # a bucket made from a number: its reserve is taken at the first use
         self.learned: int | None = None  # the last limit the provider reported
         self.waiting: anyio.CancelScope | None = None  # the gate's head, waiting in the bucket
         self.backend: RateBackend | None
@@ -99,6 +112,7 @@ class Budget:
         else:
             rate = check_positive_number(kind, value)
             self.backend, self.owned, self.state = TokenBucket(rate, per), True, SET
+            self.fresh = self.reserve > 0
         if self.backend.burst < smallest:
             raise ValueError(
                 f"{kind}: the budget holds at most {self.backend.burst:g}, less than one "
@@ -154,6 +168,13 @@ class Budget:
         if backend is not None and amount > 0:
             backend.charge(amount)
 
+    def start(self) -> None:
+        """Takes the reserve out of a bucket made from a number, at its first use."""
+        self.fresh = False
+        backend = self.backend
+        if backend is not None:
+            backend.charge(self.reserve * backend.burst)
+
     def learn(self, limit: int | None, remaining: int | None) -> None:
         """Follows what the provider reported: its limit, and what remains of it."""
         if limit is not None and limit >= 1:
@@ -165,16 +186,18 @@ class Budget:
                     return
         backend = self.backend
         if remaining is not None and type(backend) is TokenBucket:
+            # what remains, less the reserve: room for what the estimates miss
+            allowed = remaining - self.reserve * (self.learned or backend.burst)
             level = backend.statistics().tokens
-            if level > remaining:
-                backend.charge(level - remaining)
+            if level > allowed:
+                backend.charge(level - allowed)
 
     def _rerate(self, limit: int, remaining: int | None) -> None:
+        self.fresh = False
         old = self.backend
         level = float(limit) if old is None else old.statistics().tokens
-        if remaining is not None:
-            level = min(level, float(remaining))
-        level = min(level, float(limit))
+        level = min(level, float(limit) if remaining is None else float(remaining))
+        level = min(level, (1.0 - self.reserve) * limit)
         bucket = TokenBucket(limit, self.per)
         if level < limit:
             bucket.charge(limit - level)

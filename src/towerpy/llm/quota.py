@@ -109,6 +109,7 @@ class _Quota:
         "_clock",
         "_estimate",
         "_estimated",
+        "_fresh",
         "_gate",
         "_learn",
         "_max_pause",
@@ -129,14 +130,20 @@ class _Quota:
         estimate: Callable[[ChatRequest], float],
         learn: bool,
         max_pause: float,
+        reserve: float,
     ) -> None:
         per = check_positive_number("per", per)
         check_plain_function("estimate", estimate)
         if not isinstance(learn, bool):
             raise TypeError(f"learn must be True or False, got {learn!r}")
         self._max_pause = check_seconds("max_pause", max_pause)
-        self.requests = Budget("requests", requests, per, learn, smallest=_REQUEST)
-        self.tokens = Budget("tokens", tokens, per, learn)
+        if isinstance(reserve, bool) or not isinstance(reserve, (int, float)):
+            raise TypeError(f"reserve must be a fraction in [0, 1), got {reserve!r}")
+        if not 0.0 <= reserve < 1.0:
+            raise ValueError(f"reserve must be a fraction in [0, 1), got {reserve!r}")
+        self.requests = Budget("requests", requests, per, learn, reserve, smallest=_REQUEST)
+        self.tokens = Budget("tokens", tokens, per, learn, reserve)
+        self._fresh = self.requests.fresh or self.tokens.fresh
         self._estimate = estimate
         self._learn = learn
         # one caller at a time waits in the budgets (the head); the rest wait here, in order
@@ -179,8 +186,18 @@ class _Quota:
     def _learning(self) -> bool:
         return self.requests.state == UNKNOWN or self.tokens.state == UNKNOWN
 
+    def _start(self) -> None:
+        # the buckets made from numbers hold their reserve back from the start (it needs the
+        # running loop's clock, so it waits for the first call)
+        self._fresh = False
+        for budget in (self.requests, self.tokens):
+            if budget.fresh:
+                budget.start()
+
     def admit_nowait(self, cost: float) -> _Admission | None:
         """Admits a call if nothing makes it wait; None otherwise (then `admit`)."""
+        if self._fresh:
+            self._start()
         gate = self._gate
         if gate.queue or gate.available < 1 or self._learning():
             return None
@@ -205,6 +222,8 @@ class _Quota:
 
     async def admit(self, cost: float) -> _Admission:
         """Waits its turn, the pause, the probe and the budgets; admits the call."""
+        if self._fresh:
+            self._start()
         gate = self._gate
         if not gate.take_nowait():
             await gate.take()
@@ -395,9 +414,10 @@ class ProviderQuota(Middleware[ChatRequestT, RespT], direct_call=True):
         estimate: Callable[[ChatRequest], float] = estimate_tokens,
         learn: bool = True,
         max_pause: float = 60.0,
+        reserve: float = 0.1,
     ) -> None:
         super().__init__(inner)
-        self._quota = _Quota(requests, tokens, per, estimate, learn, max_pause)
+        self._quota = _Quota(requests, tokens, per, estimate, learn, max_pause, reserve)
 
     @classmethod
     def _sharing(
@@ -469,6 +489,12 @@ class ProviderQuotaLayer:
             give keeps its rate.
         max_pause: The longest pause one 429 makes, in seconds: a longer ``retry_after`` (a
             daily quota) pauses this long, then one call tries again.
+        reserve: With ``learn``, the share of each budget held back: a bucket made from a
+            number starts that much short of full, and every bucket is kept that much below
+            what the provider says remains. It is room for what the estimates miss (a
+            provider counts with its own tokenizer, and counts ``max_tokens`` up front) and for
+            other clients of the key. It lowers the level, not the rate: the quota's
+            throughput is the same.
 
     Raises:
         ValueError: A number that is not finite and above 0, a request budget below 1 request
@@ -492,8 +518,9 @@ class ProviderQuotaLayer:
         estimate: Callable[[ChatRequest], float] = estimate_tokens,
         learn: bool = True,
         max_pause: float = 60.0,
+        reserve: float = 0.1,
     ) -> None:
-        self._quota = _Quota(requests, tokens, per, estimate, learn, max_pause)
+        self._quota = _Quota(requests, tokens, per, estimate, learn, max_pause, reserve)
 
     def layer(self, inner: Service[ChatRequestT, RespT]) -> ProviderQuota[ChatRequestT, RespT]:
         """Returns ``inner`` wrapped in a `ProviderQuota` of this layer's quota."""
