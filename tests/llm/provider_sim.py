@@ -6,7 +6,9 @@ enforces a requests-per-period and a tokens-per-period quota with continuous buc
 limit, a request is charged its input tokens plus its whole ``max_tokens`` when it arrives,
 and what it did not generate is given back when it completes. A request that does not fit is
 answered 429 with ``retry-after`` (and ``retry-after-ms`` in OpenAI's format): the seconds until
-it would fit. Every answer carries the provider's rate-limit headers (OpenAI's
+it would fit; as OpenAI documents ("unsuccessful requests contribute to your per-minute limit"),
+the refused request still counts against the request budget (which it may empty, never put in
+debt), so clients that retry on their own keep the key saturated. Every answer carries the provider's rate-limit headers (OpenAI's
 ``x-ratelimit-*`` with Go durations, Anthropic's ``anthropic-ratelimit-*`` with RFC 3339
 instants), computed when the answer is sent.
 
@@ -172,6 +174,10 @@ class Simulator:
             if wait > 0:
                 stats.rate_limited += 1
                 self.log.append((now, 429))
+                # refused, it counts all the same: the wait it is told includes itself
+                requests = self.requests
+                requests.level = max(0.0, requests.level - 1.0)
+                wait = max(wait, requests.wait_for(1.0))
                 return self._rate_limited(provider, wait)
             self.requests.level -= 1.0
             self.tokens.level -= charge
