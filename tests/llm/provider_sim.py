@@ -8,9 +8,9 @@ and what it did not generate is given back when it completes. A request that doe
 answered 429 with ``retry-after`` (and ``retry-after-ms`` in OpenAI's format): the seconds until
 it would fit; as OpenAI documents ("unsuccessful requests contribute to your per-minute limit"),
 the refused request still counts against the request budget (which it may empty, never put in
-debt), so clients that retry on their own keep the key saturated. Every answer carries the provider's rate-limit headers (OpenAI's
-``x-ratelimit-*`` with Go durations, Anthropic's ``anthropic-ratelimit-*`` with RFC 3339
-instants), computed when the answer is sent.
+debt), so clients that retry on their own keep the key saturated. Every answer carries the
+provider's rate-limit headers (OpenAI's ``x-ratelimit-*`` with Go durations, Anthropic's
+``anthropic-ratelimit-*`` with RFC 3339 instants), computed when the answer is sent.
 
 Input tokens are counted as one per 3.6 characters (a tokenizer other than the client's
 estimate, so that estimates are off as they are in life). A request's output is the ``out=N``
