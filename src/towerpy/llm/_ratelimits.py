@@ -56,6 +56,21 @@ _PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(h|ms|m|s|us|\u00b5s|\u03bcs|
 _DURATION = re.compile(r"(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:h|ms|m|s|us|\u00b5s|\u03bcs|ns))+")
 
 
+def _fields() -> list[tuple[str, str, Callable[[str], float | None]]]:
+    """(field, header, parser) for every header read, OpenAI's first."""
+    fields: list[tuple[str, str, Callable[[str], float | None]]] = []
+    for kind in ("requests", "tokens"):
+        fields.append((f"limit_{kind}", f"{_OPENAI}limit-{kind}", parse_count))
+        fields.append((f"remaining_{kind}", f"{_OPENAI}remaining-{kind}", parse_count))
+        fields.append((f"reset_{kind}", f"{_OPENAI}reset-{kind}", parse_duration))
+    for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
+        field = kind.replace("-", "_")
+        fields.append((f"limit_{field}", f"{_ANTHROPIC}{kind}-limit", parse_count))
+        fields.append((f"remaining_{field}", f"{_ANTHROPIC}{kind}-remaining", parse_count))
+        fields.append((f"reset_{field}", f"{_ANTHROPIC}{kind}-reset", parse_instant))
+    return fields
+
+
 class RateLimitInfo(BaseModel, frozen=True):
     """What a provider said about the key's quota, in the headers of one response.
 
@@ -120,32 +135,21 @@ class RateLimitInfo(BaseModel, frozen=True):
         if not found:
             return None
         fields: dict[str, int | float | None] = {}
-        openai = any(key.startswith(_OPENAI) for key in found)
-        if openai:
-            for kind in ("requests", "tokens"):
-                fields[f"limit_{kind}"] = parse_count(found.get(f"{_OPENAI}limit-{kind}"))
-                fields[f"remaining_{kind}"] = parse_count(found.get(f"{_OPENAI}remaining-{kind}"))
-                fields[f"reset_{kind}"] = parse_duration(found.get(f"{_OPENAI}reset-{kind}"))
-        wall = time.time() if now is None else now
-        for kind, header in (
-            ("requests", "requests"),
-            ("tokens", "tokens"),
-            ("input_tokens", "input-tokens"),
-            ("output_tokens", "output-tokens"),
-        ):
-            limit = parse_count(found.get(f"{_ANTHROPIC}{header}-limit"))
-            remaining = parse_count(found.get(f"{_ANTHROPIC}{header}-remaining"))
-            reset = parse_instant(found.get(f"{_ANTHROPIC}{header}-reset"), now=wall)
-            # an OpenAI value already read wins over an Anthropic one for the same field
-            for name, number in (
-                (f"limit_{kind}", limit),
-                (f"remaining_{kind}", remaining),
-                (f"reset_{kind}", reset),
-            ):
-                if fields.get(name) is None:
-                    fields[name] = number
-        # every value is checked above: skip pydantic's validation on every response
-        return cls.model_construct(**fields)  # type: ignore[arg-type]
+        wall: float | None = now
+        for field, header, parse in _FIELDS:
+            raw = found.get(header)
+            if raw is None or fields.get(field) is not None:
+                continue  # an OpenAI value wins over an Anthropic one for the same field
+            if parse is parse_instant:
+                if wall is None:
+                    wall = time.time()
+                value = parse_instant(raw, now=wall)
+            else:
+                value = parse(raw)
+            if value is not None:
+                fields[field] = value
+        # pydantic's own checks cost less here than model_construct, and keep the types honest
+        return cls(**fields)
 
 
 def parse_count(value: str | None) -> int | None:
@@ -237,3 +241,6 @@ async def create_reading_headers(
     if inspect.isawaitable(parsed):
         parsed = await parsed
     return parsed, RateLimitInfo.from_headers(raw.headers)
+
+
+_FIELDS = _fields()
