@@ -25,6 +25,7 @@ from .._waiter import Permits
 from ..errors import ProviderError, RateLimited
 from ..lowlevel import Shed, refuse_if_shedding
 from ._budget import OPEN, UNKNOWN, Budget, Taken
+from ._ratelimits import RateLimitInfo
 from .estimate import estimate_tokens
 from .messages import ChatRequest
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..limit.protocols import RateBackend
-    from ._ratelimits import RateLimitInfo
 
 __all__ = ["ProviderQuota", "ProviderQuotaLayer", "ProviderQuotaStatistics"]
 
@@ -293,7 +293,9 @@ class _Quota:
                     self.tokens.charge(total - admission.cost)
                 elif total < admission.cost:
                     self.tokens.refund(taken, admission.cost - total)
-        self._follow(getattr(response, "rate_limits", None))
+        info = getattr(response, "rate_limits", None)
+        if isinstance(info, RateLimitInfo):
+            self._follow(info)
         self._backoffs = 0
         self._end_probe(admission, answered=True)
 
@@ -394,11 +396,24 @@ class ProviderQuota(Middleware[ChatRequestT, RespT], direct_call=True):
       once a call is admitted; a call that fails keeps them spent, a call refused further in
       (load shedding) gets them back.
 
-    Build it with `ProviderQuotaLayer`, which shares one quota between every service it wraps.
+    Build it with `ProviderQuotaLayer`, which shares one quota between every service it wraps;
+    made directly, the service has a quota of its own.
+
+    Args:
+        inner: The step service.
+        requests: The request budget (see `ProviderQuotaLayer`).
+        tokens: The token budget.
+        per: The period of the numbers and of the reported limits, in seconds.
+        estimate: Estimates a request's tokens before it is sent.
+        learn: Follow what the provider reports.
+        max_pause: The longest pause one 429 makes, in seconds.
+        reserve: With ``learn``, the share of each budget held back.
 
     Raises:
+        ValueError: See `ProviderQuotaLayer`. At the call, ``estimate`` returned a negative or
+            non-finite number.
+        TypeError: See `ProviderQuotaLayer`.
         RequestTooLarge: At the call, an estimate above what the token budget holds.
-        ValueError: At the call, ``estimate`` returned a negative or non-finite number.
     """
 
     __slots__ = ("_quota",)
