@@ -36,7 +36,15 @@ from towerpy import (
     option_layer,
     service_fn,
 )
-from towerpy.llm import Agent, AgentResult, ChatRequest, Message, ParallelToolsLayer, StepOutcome
+from towerpy.llm import (
+    Agent,
+    AgentResult,
+    ChatRequest,
+    Message,
+    ParallelToolsLayer,
+    ProviderQuotaLayer,
+    StepOutcome,
+)
 from towerpy.tools import JoinPolicy
 from towerpy.workflow import MapReduce, Parallel, Sequential
 
@@ -206,6 +214,23 @@ async def concretely_typed_layers_change_the_types(
     logged = ServiceBuilder().option_layer(layer_fn(LogRequests))
     assert_type(logged, ServiceBuilder[str, str])
     ServiceBuilder().option_layer(jobs_layer)  # type: ignore[arg-type]
+
+
+async def a_provider_quota_fits_step_services(
+    step: Service[ChatRequest, StepOutcome],
+) -> None:
+    # the shorthand fixes the request type: the quota estimates ChatRequests
+    quota = ServiceBuilder().provider_quota(requests=500, tokens=TokenBucket(30_000, per=60))
+    assert_type(quota, ServiceBuilder[ChatRequest, Unchanged, ChatRequest, Unchanged])
+    assert_type(quota.timeout(30.0).service(step), Service[ChatRequest, StepOutcome])
+    quota.service(service_fn(count))  # type: ignore[arg-type]
+    # below layers that send something else, it does not fit
+    ServiceBuilder().map_request(parse).provider_quota()  # type: ignore[misc]
+    retried = ServiceBuilder().retry(RetryPolicy()).provider_quota(learn=False)
+    assert_type(retried.service(step), Service[ChatRequest, StepOutcome])
+    # the layer keeps the step service's types
+    layered: Service[ChatRequest, StepOutcome] = ProviderQuotaLayer().layer(step)
+    assert layered is not None
 
 
 def a_bare_annotation_is_a_builder_that_keeps_types() -> ServiceBuilder:

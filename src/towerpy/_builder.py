@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ._service import KeepsTypesLayer, Layer
     from ._validate import ExceptionMatcher
     from .limit.protocols import ConcurrencyBackend, RateBackend
+    from .llm.messages import ChatRequest
     from .resilience.breaker import CircuitBreaker
     from .retry.policy import Policy
 
@@ -252,6 +253,69 @@ class ServiceBuilder(Generic[ReqT, RespT, InnerReqT, InnerRespT]):
                 rate, per, burst=burst, cost=cost, actual_cost=actual_cost, limiter=limiter
             )
         )
+
+    # a provider quota estimates ChatRequests: it fixes an Unchanged request type to that, and
+    # must otherwise be where the layers above it send ChatRequests
+    @overload
+    def provider_quota(
+        self: ServiceBuilder[_U, RespT, _U, InnerRespT],
+        requests: float | RateBackend | None = None,
+        tokens: float | RateBackend | None = None,
+        *,
+        per: float = 60.0,
+        estimate: Callable[[ChatRequest], float] | None = None,
+        learn: bool = True,
+        max_pause: float = 60.0,
+        reserve: float = 0.1,
+    ) -> ServiceBuilder[ChatRequest, RespT, ChatRequest, InnerRespT]: ...
+    @overload
+    def provider_quota(
+        self: ServiceBuilder[ReqT, RespT, ChatRequest, InnerRespT],
+        requests: float | RateBackend | None = None,
+        tokens: float | RateBackend | None = None,
+        *,
+        per: float = 60.0,
+        estimate: Callable[[ChatRequest], float] | None = None,
+        learn: bool = True,
+        max_pause: float = 60.0,
+        reserve: float = 0.1,
+    ) -> ServiceBuilder[ReqT, RespT, ChatRequest, InnerRespT]: ...
+    def provider_quota(
+        self,
+        requests: float | RateBackend | None = None,
+        tokens: float | RateBackend | None = None,
+        *,
+        per: float = 60.0,
+        estimate: Callable[[ChatRequest], float] | None = None,
+        learn: bool = True,
+        max_pause: float = 60.0,
+        reserve: float = 0.1,
+    ) -> Any:
+        """Adds a `ProviderQuota`: a provider's request and token quota, learned from its headers.
+
+        Equal to ``.layer(ProviderQuotaLayer(...))`` (see it for the arguments); ``estimate``
+        None means `towerpy.llm.estimate_tokens`. Every service this builder builds shares the
+        one quota: build the stacks of one API key's agents from it.
+
+        Raises:
+            ValueError: A budget or ``per`` that is not a finite number above 0, a request
+                budget below 1 request per period, ``max_pause`` negative (raised here).
+            TypeError: A budget neither a number, a `RateBackend` nor None; ``estimate`` not a
+                plain function.
+        """
+        from .llm.estimate import estimate_tokens
+        from .llm.quota import ProviderQuotaLayer
+
+        layer = ProviderQuotaLayer(
+            requests,
+            tokens,
+            per=per,
+            estimate=estimate_tokens if estimate is None else estimate,
+            learn=learn,
+            max_pause=max_pause,
+            reserve=reserve,
+        )
+        return self._with(layer)
 
     def timeout(self, seconds: float) -> Self:
         """Adds a `Timeout`: a call taking longer than ``seconds`` raises `Elapsed`.

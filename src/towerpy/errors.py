@@ -26,7 +26,10 @@ Any exception, towerpy's or not, may carry a ``retry_after`` attribute (seconds,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .llm import RateLimitInfo
 
 __all__ = [
     "CircuitOpen",
@@ -191,6 +194,8 @@ class ProviderError(TowerError):
         retryable: Whether trying again may succeed (see `towerpy.llm.is_retryable`).
         request_id: The provider's request id, for support tickets.
         body: The decoded error body, when there was one.
+        rate_limits: The key's quota as the error response's headers reported it, when they
+            did (see `towerpy.llm.RateLimitInfo`).
     """
 
     def __init__(
@@ -203,6 +208,7 @@ class ProviderError(TowerError):
         retryable: bool = False,
         request_id: str | None = None,
         body: object = None,
+        rate_limits: RateLimitInfo | None = None,
     ):
         super().__init__(message)
         self.provider = provider
@@ -211,6 +217,7 @@ class ProviderError(TowerError):
         self.retryable = retryable
         self.request_id = request_id
         self.body = body
+        self.rate_limits = rate_limits
 
 
 class RateLimited(ProviderError):

@@ -7,12 +7,14 @@ HTTP), so these run on the real clock; nothing sleeps to synchronise.
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from towerpy.__main__ import main
-from towerpy._demo.scenario import PLANS
+from towerpy._demo.scenario import PLANS, build
+from towerpy._demo.timeline import Timeline
+from towerpy.llm import ProviderQuota, ScriptedModel
 
 from ..llm.fake_provider import FakeProvider, Recorded, Reply
 from ..llm.provider_kit import KITS, Kit
@@ -74,6 +76,27 @@ def test_the_demo_runs_its_scenario_against_a_real_provider(
     assert len(requests) == 1 + 2 * len(PLANS)  # each agent: a tool call, then its answer
     tool_names = provider.tool_names(requests[0])
     assert sorted(tool_names) == ["add", "fetch", "read_file", "run_tests", "search"]
+
+
+def _quotas(service: object) -> list[ProviderQuota[Any, Any]]:
+    found = []
+    while service is not None:
+        if isinstance(service, ProviderQuota):
+            found.append(service)
+        service = getattr(service, "inner", None)
+    return found
+
+
+@pytest.mark.parametrize("real", [True, False], ids=["model", "scripted"])
+def test_with_a_real_model_every_agent_shares_one_provider_quota(real: bool) -> None:
+    model = ScriptedModel([]) if real else None
+    agents = build(Timeline(), model)
+    quotas = [quota for _, agent in agents for quota in _quotas(agent.step)]
+    if not real:
+        assert quotas == []  # the scripted world has no provider quota
+        return
+    assert len(quotas) == len(PLANS)
+    assert len({id(quota._quota) for quota in quotas}) == 1  # one key: one quota for all
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from towerpy import (
     lowlevel,
     service_fn,
 )
-from towerpy.llm import AgentPool
+from towerpy.llm import AgentPool, ChatRequest, Message, ProviderQuota
 from towerpy.testing import ServiceContract
 from towerpy.tools import tool
 from towerpy.workflow import Sequential
@@ -117,6 +117,12 @@ FACTORIES: dict[str, ServiceContract] = {
     ),
     "AgentPool[name] (global limit)": ServiceContract(
         lambda inner, n: AgentPool(n, default_quota=n + 1).add("agent", inner)
+    ),
+    "ProviderQuota": ServiceContract(
+        lambda inner, n: ProviderQuota(inner, requests=n, per=LONG * n, learn=False),
+        request=ChatRequest(messages=[Message.user("request")]),
+        ready_reserves=False,
+        capacity_returns=False,
     ),
 }
 

@@ -265,11 +265,14 @@ def build(
     Args:
         timeline: Where calls are recorded.
         model: A real model (``--model``) shared by every agent, instead of each agent's
-            scripted one, with retries of what `is_retryable` allows and a timeout on each call.
+            scripted one, with retries of what `is_retryable` allows, the key's quota learned
+            from the provider's headers (one `ProviderQuotaLayer` for every agent: a 429 pauses
+            them all), and a timeout on each call.
         tool_limit: The most tool calls of one answer run at once, for every agent, instead of
             each plan's own limit (``1`` runs them one at a time).
     """
     from .. import KeyedConcurrencyLimitLayer, RateLimitLayer, TokenBucket
+    from ..llm import ProviderQuotaLayer
 
     rate, burst = MODEL_RATE
     bucket = TokenBucket(rate, per=1.0, burst=burst)  # one budget for every agent's model calls
@@ -279,6 +282,7 @@ def build(
         .layer(KeyedConcurrencyLimitLayer(key=_tool_name, limits=TOOL_LIMITS))
         .service(router)
     )
+    quota = ProviderQuotaLayer()  # a real key's quota, learned from its answers' headers
     agents = []
     for plan in PLANS:
         name = plan.name
@@ -289,7 +293,7 @@ def build(
             .layer(layer_fn(_model_recorder(timeline, name)))
         )
         if model is not None:  # a real provider fails now and then; each retry pays the rate
-            stack = stack.retry(RetryPolicy(3, retry_on=is_retryable))
+            stack = stack.retry(RetryPolicy(3, retry_on=is_retryable)).layer(quota)
         stack = stack.layer(RateLimitLayer(limiter=bucket)).layer(layer_fn(_MarkStart))
         if model is None:
             step = stack.service(ScriptedModel(plan.script, latency=_model_latency))

@@ -3,8 +3,10 @@
 from ..errors import MaxStepsExceeded, ScriptExhausted
 from ._agent_stream import AgentStream
 from ._errors import is_retryable
+from ._ratelimits import RateLimitInfo
 from .agent import Agent, AgentResult
 from .anthropic import AnthropicModel
+from .estimate import estimate_tokens
 from .events import (
     AgentEvent,
     ModelFinished,
@@ -22,6 +24,7 @@ from .messages import ChatRequest, Message, Role, StepOutcome, ToolCall, Usage
 from .openai import OpenAIChatModel
 from .parallel_tools import ParallelTools, ParallelToolsLayer
 from .pool import AgentPool, AgentService, AgentStatistics
+from .quota import ProviderQuota, ProviderQuotaLayer, ProviderQuotaStatistics
 from .scripted import ScriptedModel, ScriptEntry, Streamed
 
 __all__ = [
@@ -40,6 +43,10 @@ __all__ = [
     "OpenAIChatModel",
     "ParallelTools",
     "ParallelToolsLayer",
+    "ProviderQuota",
+    "ProviderQuotaLayer",
+    "ProviderQuotaStatistics",
+    "RateLimitInfo",
     "Role",
     "RunFinished",
     "ScriptEntry",
@@ -57,5 +64,6 @@ __all__ = [
     "ToolFinished",
     "ToolStarted",
     "Usage",
+    "estimate_tokens",
     "is_retryable",
 ]

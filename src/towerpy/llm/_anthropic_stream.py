@@ -21,6 +21,7 @@ from .events import ModelFinished, TextDelta, ToolCallComplete, ToolCallStarted
 from .messages import ToolCall
 
 if TYPE_CHECKING:
+    from ._ratelimits import RateLimitInfo
     from .events import StepEvent
     from .messages import ChatRequest
 
@@ -62,6 +63,7 @@ class EventReader:
         "_calls",
         "_last_kind",
         "_pending",
+        "_rate_limits",
         "_request",
         "_request_id",
         "_seen",
@@ -70,9 +72,16 @@ class EventReader:
         "_usage",
     )
 
-    def __init__(self, request: ChatRequest, *, request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        request: ChatRequest,
+        *,
+        request_id: str | None = None,
+        rate_limits: RateLimitInfo | None = None,
+    ) -> None:
         self._request = request
         self._request_id = request_id
+        self._rate_limits = rate_limits
         self._text: list[str] = []
         self._calls: list[ToolCall] = []
         self._blocks: dict[int, _ToolBlock] = {}
@@ -175,7 +184,12 @@ class EventReader:
             else read_usage(SimpleNamespace(**counts))
         )
         outcome = build_outcome(
-            self._request, "".join(self._text) or None, self._calls, usage, self._stop_reason
+            self._request,
+            "".join(self._text) or None,
+            self._calls,
+            usage,
+            self._stop_reason,
+            self._rate_limits,
         )
         events.append(ModelFinished(outcome=outcome))
         return events

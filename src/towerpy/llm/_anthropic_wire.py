@@ -14,6 +14,7 @@ from .messages import Message, StepOutcome, ToolCall, Usage
 
 if TYPE_CHECKING:
     from ..tools.models import ToolSpec
+    from ._ratelimits import RateLimitInfo
     from .messages import ChatRequest
 
 __all__ = [
@@ -156,7 +157,9 @@ def read_usage(raw: Any) -> Usage | None:
     )
 
 
-def to_outcome(request: ChatRequest, message: Any) -> StepOutcome:
+def to_outcome(
+    request: ChatRequest, message: Any, *, rate_limits: RateLimitInfo | None = None
+) -> StepOutcome:
     """Reads an Anthropic ``Message`` into a `StepOutcome`.
 
     Text blocks are joined; ``tool_use`` blocks become tool calls. After a ``max_tokens`` stop,
@@ -202,6 +205,7 @@ def to_outcome(request: ChatRequest, message: Any) -> StepOutcome:
         calls,
         read_usage(getattr(message, "usage", None)),
         stop_reason,
+        rate_limits,
     )
 
 
@@ -211,6 +215,7 @@ def build_outcome(
     calls: list[ToolCall],
     usage: Usage | None,
     stop_reason: str | None,
+    rate_limits: RateLimitInfo | None = None,
 ) -> StepOutcome:
     """The `StepOutcome` of an answer, read whole (`to_outcome`) or streamed."""
     reply = Message(role="assistant", content=text, tool_calls=calls)
@@ -221,4 +226,5 @@ def build_outcome(
         done=not calls,
         usage=usage,
         finish_reason=stop_reason,
+        rate_limits=rate_limits,
     )

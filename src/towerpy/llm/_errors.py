@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from .._failures import is_retryable  # in the core, which must not import towerpy.llm
 from ..errors import ProviderError, ProviderUnavailable, RateLimited
 from ..retry.after import retry_after_from_headers
+from ._ratelimits import RateLimitInfo
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -117,6 +118,7 @@ def from_sdk_error(sdk: ModuleType, provider: str, exc: BaseException) -> Provid
         retryable=retryable,
         request_id=request_id,
         body=body,
+        rate_limits=RateLimitInfo.from_headers(headers),
     )
 
 

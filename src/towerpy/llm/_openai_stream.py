@@ -19,6 +19,7 @@ from .events import ModelFinished, TextDelta, ToolCallComplete, ToolCallStarted
 from .messages import ToolCall
 
 if TYPE_CHECKING:
+    from ._ratelimits import RateLimitInfo
     from .events import StepEvent
     from .messages import ChatRequest, Usage
 
@@ -54,6 +55,7 @@ class ChunkReader:
         "_calls",
         "_finish_reason",
         "_last_key",
+        "_rate_limits",
         "_refusal",
         "_request",
         "_request_id",
@@ -62,9 +64,16 @@ class ChunkReader:
         "_usage",
     )
 
-    def __init__(self, request: ChatRequest, *, request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        request: ChatRequest,
+        *,
+        request_id: str | None = None,
+        rate_limits: RateLimitInfo | None = None,
+    ) -> None:
         self._request = request
         self._request_id = request_id
+        self._rate_limits = rate_limits
         self._text: list[str] = []
         self._refusal: list[str] = []
         self._calls: list[_Call] = []
@@ -181,6 +190,7 @@ class ChunkReader:
             [call.done for call in self._calls if call.done is not None],
             self._usage,
             self._finish_reason,
+            self._rate_limits,
         )
         events.append(ModelFinished(outcome=outcome))
         return events

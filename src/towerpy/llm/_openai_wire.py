@@ -13,6 +13,7 @@ from .messages import Message, StepOutcome, ToolCall, Usage
 
 if TYPE_CHECKING:
     from ..tools.models import ToolSpec
+    from ._ratelimits import RateLimitInfo
     from .messages import ChatRequest
 
 __all__ = [
@@ -106,7 +107,9 @@ def read_usage(raw: Any) -> Usage | None:
     )
 
 
-def to_outcome(request: ChatRequest, completion: Any) -> StepOutcome:
+def to_outcome(
+    request: ChatRequest, completion: Any, *, rate_limits: RateLimitInfo | None = None
+) -> StepOutcome:
     """Reads a ``ChatCompletion`` into a `StepOutcome`.
 
     Raises:
@@ -152,6 +155,7 @@ def to_outcome(request: ChatRequest, completion: Any) -> StepOutcome:
         calls,
         read_usage(getattr(completion, "usage", None)),
         choice.finish_reason,
+        rate_limits,
     )
 
 
@@ -167,6 +171,7 @@ def build_outcome(
     calls: list[ToolCall],
     usage: Usage | None,
     finish_reason: str | None,
+    rate_limits: RateLimitInfo | None = None,
 ) -> StepOutcome:
     """The `StepOutcome` of an answer, read whole (`to_outcome`) or streamed."""
     if refusal:
@@ -180,4 +185,5 @@ def build_outcome(
         done=not calls,
         usage=usage,
         finish_reason=finish_reason,
+        rate_limits=rate_limits,
     )

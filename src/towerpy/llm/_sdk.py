@@ -14,6 +14,7 @@ from pydantic_core import from_json
 
 from .._validate import check_mapping
 from ._errors import from_sdk_error, unreadable_answer
+from ._ratelimits import RateLimitInfo
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
@@ -172,7 +173,7 @@ async def read_stream(
     provider: str,
     create: Callable[..., Awaitable[Any]],
     kwargs: dict[str, Any],
-    reader_for: Callable[[str | None], StreamReader],
+    reader_for: Callable[[str | None, RateLimitInfo | None], StreamReader],
 ) -> AsyncGenerator[StepEvent, None]:
     """Makes a streamed SDK call and yields its step events.
 
@@ -183,7 +184,8 @@ async def read_stream(
         provider: ``"openai"`` or ``"anthropic"``.
         create: The SDK method; ``create(**kwargs)`` returns the SDK's stream.
         kwargs: Its arguments, ``stream=True`` included.
-        reader_for: Makes the reader, given the provider's request id.
+        reader_for: Makes the reader, given the provider's request id and the quota its
+            response headers report.
 
     Raises:
         ProviderError: The provider failed, before or during the answer (an error event, a
@@ -195,7 +197,7 @@ async def read_stream(
         raise from_sdk_error(sdk, provider, exc) from exc
     headers = items.response.headers
     request_id = headers.get("x-request-id") or headers.get("request-id")
-    reader = reader_for(request_id)
+    reader = reader_for(request_id, RateLimitInfo.from_headers(headers))
     async with items:
         while True:
             try:

@@ -11,6 +11,7 @@ from .._validate import check_instance, check_int, check_positive_int, check_str
 from ._anthropic_stream import EventReader
 from ._anthropic_wire import to_outcome, to_wire, to_wire_tools
 from ._errors import from_sdk_error, unreadable_answer
+from ._ratelimits import create_reading_headers
 from ._sdk import UNREADABLE, check_params, import_sdk, read_stream
 from .events import StepStream
 from .messages import ChatRequest, StepOutcome
@@ -77,7 +78,16 @@ class AnthropicModel(Service[ChatRequest, StepOutcome], direct_call=True):
             ``__cause__``.
     """
 
-    __slots__ = ("_client", "_create", "_error", "_extra", "_owns_client", "_sdk", "model")
+    __slots__ = (
+        "_client",
+        "_create",
+        "_error",
+        "_extra",
+        "_owns_client",
+        "_sdk",
+        "_stream_create",
+        "model",
+    )
 
     def __init__(
         self,
@@ -116,9 +126,12 @@ class AnthropicModel(Service[ChatRequest, StepOutcome], direct_call=True):
         self.model = model
         self._sdk = sdk
         self._client = client
-        self._create = client.messages.create
+        # the raw form gives the response headers too: the quota they report (rate_limits)
+        self._create = client.messages.with_raw_response.create
+        # a stream's own response carries the headers: the plain create
+        self._stream_create = client.messages.create
         self._error: type[Exception] = sdk.APIError
-        self._extra = check_params("AnthropicModel", params, self._create, _OWNED)
+        self._extra = check_params("AnthropicModel", params, client.messages.create, _OWNED)
         self._extra["max_tokens"] = max_tokens
 
     @property
@@ -146,11 +159,11 @@ class AnthropicModel(Service[ChatRequest, StepOutcome], direct_call=True):
     async def call(self, request: ChatRequest) -> StepOutcome:
         kwargs = self.wire_request(request)
         try:
-            message = await self._create(**kwargs)
+            message, rate_limits = await create_reading_headers(self._create, kwargs)
         except self._error as exc:
             raise from_sdk_error(self._sdk, "anthropic", exc) from exc
         try:
-            return to_outcome(request, message)
+            return to_outcome(request, message, rate_limits=rate_limits)
         except UNREADABLE as exc:
             # a lax compatible server sent something the SDK let through unchecked
             request_id = getattr(message, "_request_id", None)
@@ -173,9 +186,11 @@ class AnthropicModel(Service[ChatRequest, StepOutcome], direct_call=True):
         events = read_stream(
             self._sdk,
             "anthropic",
-            self._create,
+            self._stream_create,
             kwargs,
-            lambda request_id: EventReader(request, request_id=request_id),
+            lambda request_id, limits: EventReader(
+                request, request_id=request_id, rate_limits=limits
+            ),
         )
         return StepStream(events)
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from ..tools.models import ToolInvocation, ToolOutput, ToolSpec
+from ._ratelimits import RateLimitInfo  # noqa: TC001 - pydantic reads the annotation
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -148,6 +149,8 @@ class StepOutcome(BaseModel):
         done: True when the model answered without asking for tools.
         usage: Token counts, when the provider reported them.
         finish_reason: The provider's stop reason, for information only.
+        rate_limits: The key's quota as the provider's response headers reported it (see
+            `RateLimitInfo`), when it sent any; `ProviderQuotaLayer` learns from it.
     """
 
     messages: list[Message]
@@ -155,6 +158,7 @@ class StepOutcome(BaseModel):
     done: bool
     usage: Usage | None = None
     finish_reason: str | None = None
+    rate_limits: RateLimitInfo | None = None
 
     def with_tool_results(self, outputs: Sequence[ToolOutput]) -> StepOutcome:
         """Returns this outcome with one tool message per output appended, and ``done=False``."""

@@ -11,6 +11,7 @@ from .._validate import check_instance, check_int, check_positive_int, check_str
 from ._errors import from_sdk_error, unreadable_answer
 from ._openai_stream import ChunkReader
 from ._openai_wire import to_outcome, to_wire_messages, to_wire_tools
+from ._ratelimits import create_reading_headers
 from ._sdk import UNREADABLE, check_params, import_sdk, read_stream
 from .events import StepStream
 from .messages import ChatRequest, StepOutcome
@@ -76,7 +77,16 @@ class OpenAIChatModel(Service[ChatRequest, StepOutcome], direct_call=True):
             that carries an error or no choice raises too.
     """
 
-    __slots__ = ("_client", "_create", "_error", "_extra", "_owns_client", "_sdk", "model")
+    __slots__ = (
+        "_client",
+        "_create",
+        "_error",
+        "_extra",
+        "_owns_client",
+        "_sdk",
+        "_stream_create",
+        "model",
+    )
 
     def __init__(
         self,
@@ -114,9 +124,16 @@ class OpenAIChatModel(Service[ChatRequest, StepOutcome], direct_call=True):
         self.model = model
         self._sdk = sdk
         self._client = client
-        self._create = client.chat.completions.create
+        # the raw form gives the response headers too: the quota they report (rate_limits)
+        self._create = (
+            client.chat.completions.with_raw_response.create
+        )  # the headers carry the quota
+        # a stream's own response carries the headers: the plain create
+        self._stream_create = client.chat.completions.create
         self._error: type[Exception] = sdk.APIError
-        self._extra = check_params("OpenAIChatModel", params, self._create, _OWNED)
+        self._extra = check_params(
+            "OpenAIChatModel", params, client.chat.completions.create, _OWNED
+        )
         if max_tokens is not None:
             self._extra["max_tokens"] = max_tokens
 
@@ -146,11 +163,11 @@ class OpenAIChatModel(Service[ChatRequest, StepOutcome], direct_call=True):
     async def call(self, request: ChatRequest) -> StepOutcome:
         kwargs = self.wire_request(request)
         try:
-            completion = await self._create(**kwargs)
+            completion, rate_limits = await create_reading_headers(self._create, kwargs)
         except self._error as exc:
             raise from_sdk_error(self._sdk, "openai", exc) from exc
         try:
-            return to_outcome(request, completion)
+            return to_outcome(request, completion, rate_limits=rate_limits)
         except UNREADABLE as exc:
             # a lax compatible server sent something the SDK let through unchecked
             request_id = getattr(completion, "_request_id", None)
@@ -174,9 +191,11 @@ class OpenAIChatModel(Service[ChatRequest, StepOutcome], direct_call=True):
         events = read_stream(
             self._sdk,
             "openai",
-            self._create,
+            self._stream_create,
             kwargs,
-            lambda request_id: ChunkReader(request, request_id=request_id),
+            lambda request_id, limits: ChunkReader(
+                request, request_id=request_id, rate_limits=limits
+            ),
         )
         return StepStream(events)
 
