@@ -125,9 +125,7 @@ class OpenAIChatModel(Service[ChatRequest, StepOutcome], direct_call=True):
         self._sdk = sdk
         self._client = client
         # the raw form gives the response headers too: the quota they report (rate_limits)
-        self._create = (
-            client.chat.completions.with_raw_response.create
-        )  # the headers carry the quota
+        self._create = client.chat.completions.with_raw_response.create
         # a stream's own response carries the headers: the plain create
         self._stream_create = client.chat.completions.create
         self._error: type[Exception] = sdk.APIError
