@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _observe
+
 __all__ = [
     "Elapsed",
     "InvalidToolArguments",
@@ -68,6 +70,8 @@ class Elapsed(TowerError, TimeoutError):
     def __init__(self, message: str = "request timed out", *, seconds: float | None = None):
         super().__init__(message)
         self.seconds = seconds
+        if _observe.timeout is not None:  # a time limit passed: counted, logged
+            _observe.timeout(self)
 
 
 class WaitElapsed(Elapsed):

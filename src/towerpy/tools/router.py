@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
 
 from typing_extensions import override
 
+from .. import _observe
 from .._service import Service
 from .._validate import check_instance
 from ..errors import InvalidToolArguments, ToolError, ToolNotFound
@@ -122,6 +123,8 @@ class ToolRouter(Service[ToolInvocation, ToolOutput], direct_call=True):
 
     @override
     async def call(self, request: ToolInvocation) -> ToolOutput:
+        if _observe.tool_call is not None and _observe.inside.get() is not request:
+            return await _observe.tool_call(self, request)  # traced: runs this again, in a span
         tool = self._tools.get(request.name)
         if tool is None:
             raise ToolNotFound(self._not_found(request.name))
