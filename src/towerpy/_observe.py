@@ -46,6 +46,11 @@ import anyio
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Generator
 
+    from .llm.agent import Agent, AgentResult
+    from .llm.messages import ChatRequest, StepOutcome
+    from .tools.models import ToolInvocation, ToolOutput
+    from .tools.router import ToolRouter
+
 __all__ = [
     "REASONS",
     "Observer",
@@ -127,9 +132,9 @@ give_up: Callable[[BaseException, int], None] | None = None
 timeout: Callable[[BaseException], None] | None = None
 shed: Callable[[str], None] | None = None
 circuit_open: Callable[[str, float], None] | None = None
-agent_run: Callable[[Any, Any], Awaitable[Any]] | None = None
-model_step: Callable[[Any], Callable[[Any], Awaitable[Any]]] | None = None
-tool_call: Callable[[Any, Any], Awaitable[Any]] | None = None
+agent_run: Callable[[Agent, Any], Awaitable[AgentResult]] | None = None
+model_step: Callable[[Agent], Callable[[ChatRequest], Awaitable[StepOutcome]]] | None = None
+tool_call: Callable[[ToolRouter, ToolInvocation], Awaitable[ToolOutput]] | None = None
 
 # the request a span point is running right now, in this context: the call that re-enters
 # with it is the one inside the span, and runs the plain body
@@ -285,7 +290,7 @@ async def _reenter(marker: object, run: Callable[[], Awaitable[T]]) -> T:
         inside.reset(token)
 
 
-def _agent_runner(observers: tuple[Observer, ...]) -> Callable[[Any, Any], Awaitable[Any]]:
+def _agent_runner(observers: tuple[Observer, ...]) -> Any:
     async def agent_run(agent: Any, prompt: Any) -> Any:
         return await _through(
             observers,
@@ -297,7 +302,7 @@ def _agent_runner(observers: tuple[Observer, ...]) -> Callable[[Any, Any], Await
     return agent_run
 
 
-def _stepper(observers: tuple[Observer, ...]) -> Callable[[Any], Callable[[Any], Awaitable[Any]]]:
+def _stepper(observers: tuple[Observer, ...]) -> Any:
     def model_step(agent: Any) -> Callable[[Any], Awaitable[Any]]:
         async def step(request: Any) -> Any:
             return await _through(
@@ -309,7 +314,7 @@ def _stepper(observers: tuple[Observer, ...]) -> Callable[[Any], Callable[[Any],
     return model_step
 
 
-def _tool_runner(observers: tuple[Observer, ...]) -> Callable[[Any, Any], Awaitable[Any]]:
+def _tool_runner(observers: tuple[Observer, ...]) -> Any:
     async def tool_call(router: Any, invocation: Any) -> Any:
         return await _through(
             observers,
