@@ -130,3 +130,39 @@ async def test_a_timeout_layer_counts_its_timeouts(telemetry: Telemetry) -> None
         with pytest.raises(Elapsed):
             await service(2)
     assert telemetry.values("towerpy.timeouts") == {(("error.type", "towerpy.errors.Elapsed"),): 3}
+
+
+async def test_the_hooks_for_the_layers_to_come_report_as_documented(
+    telemetry: Telemetry,
+) -> None:
+    # the circuit breaker calls circuit_open; the provider quota layer reports its waits
+    from towerpy import _observe
+
+    tracer = telemetry.tracer_provider.get_tracer("t")
+    with tracer.start_as_current_span("call"):
+        assert _observe.circuit_open is not None
+        _observe.circuit_open("circuit_breaker", 30.0)
+        assert _observe.wait is not None
+        await _observe.wait("provider_quota", anyio.sleep(4), "pause")
+        await _observe.wait("provider_quota", anyio.sleep(1))
+    assert telemetry.values("towerpy.circuit.opens") == {(("towerpy.layer", "circuit_breaker"),): 1}
+    (span,) = telemetry.finished()
+    assert [(event.name, dict(event.attributes or {})) for event in span.events] == [
+        ("towerpy.circuit.open", {"towerpy.layer": "circuit_breaker", "towerpy.retry.delay": 30.0}),
+        (
+            "towerpy.wait",
+            {
+                "towerpy.layer": "provider_quota",
+                "towerpy.wait.reason": "pause",
+                "towerpy.wait.seconds": 4.0,
+            },
+        ),
+        (
+            "towerpy.wait",
+            {
+                "towerpy.layer": "provider_quota",
+                "towerpy.wait.reason": "tokens",
+                "towerpy.wait.seconds": 1.0,
+            },
+        ),
+    ]

@@ -133,6 +133,9 @@ def _own_limit(node: object) -> tuple[str, object, Callable[[str], list[LimitSta
     return None
 
 
+_FIRST = ("inner", "step", "tools", "router", "_tools")
+
+
 def _children(node: object) -> Iterator[object]:
     """What ``node`` holds that may hold limits: its attributes, and what containers hold."""
     if isinstance(node, Mapping):
@@ -146,6 +149,8 @@ def _children(node: object) -> Iterator[object]:
         slots = cls.__dict__.get("__slots__", ())
         names += [slots] if isinstance(slots, str) else list(slots)
     names += list(getattr(node, "__dict__", {}))
+    # the path a request takes first (an agent's model, then its tools), the rest after
+    names.sort(key=lambda name: _FIRST.index(name) if name in _FIRST else len(_FIRST))
     for name in names:
         if name not in ("__weakref__", "__dict__"):
             value = getattr(node, name, None)
