@@ -18,6 +18,8 @@ PUBLIC_MODULES = [
     "towerpy.llm.openai",
     "towerpy.load_shed",
     "towerpy.lowlevel",
+    "towerpy.monitor",
+    "towerpy.otel",
     "towerpy.redis",
     "towerpy.retry",
     "towerpy.testing",

@@ -33,6 +33,7 @@ def live(
     console: Console | None = None,
     refresh: float = 0.25,
     title: str = "towerpy",
+    ascii_only: bool = False,
 ) -> LiveView:
     """A live view of the limits in ``sources``; enter it with ``async with`` to show it.
 
@@ -58,11 +59,18 @@ def live(
         console: The `rich.console.Console` to draw on (default: a new one on stdout).
         refresh: Seconds between drawings.
         title: The view's first line.
+        ascii_only: Draw with ASCII characters only (so it does, too, on a console whose
+            encoding has no others).
 
     Raises:
         ImportError: rich is not installed (``pip install 'towerpy[rich]'``).
         ValueError: No limit was found, ``total`` is below 1, or ``refresh`` is not positive.
     """
     return LiveView(
-        find_limits(*sources), total=total, console=console, refresh=refresh, title=title
+        find_limits(*sources),
+        total=total,
+        console=console,
+        refresh=refresh,
+        title=title,
+        ascii_only=ascii_only,
     )

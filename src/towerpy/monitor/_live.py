@@ -75,6 +75,7 @@ class LiveView:
     """
 
     __slots__ = (
+        "_ascii",
         "_console",
         "_group",
         "_limits",
@@ -95,8 +96,10 @@ class LiveView:
         console: Console | None,
         refresh: float,
         title: str,
+        ascii_only: bool = False,
     ) -> None:
         _need_rich()
+        self._ascii = bool(ascii_only) or (console is not None and console.options.ascii_only)
         self._limits = limits
         self.total = None if total is None else check_positive_int("total", total)
         self.done = 0
@@ -131,7 +134,7 @@ class LiveView:
 
         elapsed = self.elapsed()
         table = Table(
-            title=f"{self._title} · {_clock(elapsed)}",
+            title=f"{self._title} {'-' if self._ascii else '·'} {_clock(elapsed)}",
             title_justify="left",
             box=None,
             pad_edge=False,
@@ -156,8 +159,7 @@ class LiveView:
         return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
 
     def _progress(self, elapsed: float) -> str:
-        ascii_only = self._console is not None and self._console.options.ascii_only
-        full, empty = ("#", ".") if ascii_only else ("█", "░")
+        full, empty = ("#", ".") if self._ascii else ("█", "░")
         if self.total is None:
             return f"runs done {self.done}   elapsed {_clock(elapsed)}"
         shown = min(self.done, self.total)
