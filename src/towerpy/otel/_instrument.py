@@ -183,13 +183,21 @@ class _Telemetry(_observe.Observer):
         span = self.tracer.start_span(
             f"execute_tool {name}", kind=SpanKind.INTERNAL, attributes=attributes
         )
-        result = await self._run(span, "execute_tool", proceed)
+        result = await self._run(span, "execute_tool", proceed, read=False)
         return result
 
     async def _run(
-        self, span: trace.Span, operation: str, proceed: Callable[[], Awaitable[T]]
+        self,
+        span: trace.Span,
+        operation: str,
+        proceed: Callable[[], Awaitable[T]],
+        *,
+        read: bool = True,
     ) -> T:
-        """Runs ``proceed`` with ``span`` current; ends the span with what came out."""
+        """Runs ``proceed`` with ``span`` current; ends the span with what came out.
+
+        With ``read``, the result's usage, finish reason and steps become attributes.
+        """
         counted = {n.OPERATION: operation}
         self.in_flight.add(1, counted)
         token = context.attach(trace.set_span_in_context(span))
@@ -206,7 +214,8 @@ class _Telemetry(_observe.Observer):
                 span.set_status(Status(StatusCode.ERROR, spent[1]))
             raise
         else:
-            _succeeded(span, result)
+            if read:
+                _succeeded(span, result)
             return result
         finally:
             context.detach(token)
