@@ -26,11 +26,11 @@ The slots, and where they are called (one or two lines each, at an obvious place
 - ``circuit_open(layer, retry_after)``: a circuit breaker opened (for the circuit breaker
   layer: ``circuit_open("circuit_breaker", seconds until half-open)``).
 - ``agent_run(agent, prompt)``: runs ``agent.run(prompt)`` inside the observers' span point;
-  called at the top of `Agent.run` unless ``inside.get() is prompt`` (the run re-entered).
+  called at the top of `Agent.run` when ``entering(prompt)`` (not when it is that call).
 - ``model_step(agent)``: returns the function to send the agent's next `ChatRequest` to, in
   place of ``agent.step``.
 - ``tool_call(router, invocation)``: runs ``router.call(invocation)`` inside the observers'
-  span point; called at the top of `ToolRouter.call` unless ``inside.get() is invocation``.
+  span point; called at the top of `ToolRouter.call` when ``entering(invocation)``.
 
 Observers' methods must not raise: they run in ``finally`` blocks and on error paths.
 """
@@ -56,6 +56,7 @@ __all__ = [
     "Observer",
     "agent_run",
     "circuit_open",
+    "entering",
     "give_up",
     "inside",
     "install",
@@ -136,9 +137,24 @@ agent_run: Callable[[Agent, Any], Awaitable[AgentResult]] | None = None
 model_step: Callable[[Agent], Callable[[ChatRequest], Awaitable[StepOutcome]]] | None = None
 tool_call: Callable[[ToolRouter, ToolInvocation], Awaitable[ToolOutput]] | None = None
 
-# the request a span point is running right now, in this context: the call that re-enters
-# with it is the one inside the span, and runs the plain body
+# the request a span point is about to run inside its span: the call that finds it here is
+# that one (see `entering`)
 inside: ContextVar[object] = ContextVar("towerpy_observed", default=None)
+
+
+def entering(marker: object) -> bool:
+    """Whether a span point's call is a new one (True), not the one its span is running.
+
+    A span point runs the very call that reached it again, inside the span, with ``marker``
+    (the request) in `inside`; that call finds it there at once and runs its plain body. The
+    marker is used up then, so a call made further in with the same request object (a tool
+    asking another agent the question it was given) is a new one, with a span of its own.
+    """
+    if inside.get() is marker:
+        inside.set(None)
+        return False
+    return True
+
 
 _observers: list[Observer] = []
 

@@ -305,3 +305,27 @@ async def test_builder_stacks_under_an_agent_are_read_for_the_model_name(
     )
     await Agent(step).run("go")
     assert [s.name for s in telemetry.finished()] == ["chat deep-model", "invoke_agent"]
+
+
+async def test_an_agent_asked_the_same_question_inside_another_run_has_its_own_span(
+    telemetry: Telemetry,
+) -> None:
+    from towerpy import service_fn
+
+    question = "what is tower?"
+    inner = Agent(ScriptedModel([Message.assistant("a Rust crate")]))
+
+    async def delegate(request: ChatRequest) -> StepOutcome:
+        answer = await inner.run(question)  # the very object the outer run was given
+        return StepOutcome(
+            messages=[*request.messages, Message.assistant(answer.output)], done=True
+        )
+
+    result = await Agent(service_fn(delegate)).run(question)
+    assert result.output == "a Rust crate"
+    assert tree(telemetry.finished()) == [
+        "invoke_agent",
+        "  chat",
+        "    invoke_agent",
+        "      chat",
+    ]

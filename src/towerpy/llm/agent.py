@@ -139,7 +139,7 @@ class Agent:
             TypeError: ``prompt`` is neither a str nor a list of `Message`.
             ValueError: ``prompt`` is an empty list.
         """
-        if _observe.agent_run is not None and _observe.inside.get() is not prompt:
+        if _observe.agent_run is not None and _observe.entering(prompt):
             return await _observe.agent_run(self, prompt)  # traced: runs this again, in a span
         messages = self._start(prompt)
         specs = self.specs

@@ -123,7 +123,7 @@ class ToolRouter(Service[ToolInvocation, ToolOutput], direct_call=True):
 
     @override
     async def call(self, request: ToolInvocation) -> ToolOutput:
-        if _observe.tool_call is not None and _observe.inside.get() is not request:
+        if _observe.tool_call is not None and _observe.entering(request):
             return await _observe.tool_call(self, request)  # traced: runs this again, in a span
         tool = self._tools.get(request.name)
         if tool is None:
