@@ -10,9 +10,9 @@ not differ beyond noise.
 On: ``towerpy.otel.instrument()`` with the OpenTelemetry SDK's TracerProvider (no span
 processor: what is measured is making spans, not exporting them). The same stack; the stack
 under a ``TraceLayer`` (a span per call) next to the stack called inside a bare
-``tracer.start_as_current_span``; a ``ToolRouter`` call (an ``execute_tool`` span) next to
-the same call inside a bare span; and the contended row, where each wait becomes an event
-and a histogram point.
+``tracer.start_as_current_span``; a ``ToolRouter`` call (an ``execute_tool`` span with its five
+GenAI attributes) next to the same call inside a bare span with the same attributes; and the
+contended row, where each wait becomes an event and a histogram point.
 
 Usage: python benchmarks/otel_overhead.py [--rounds 7] [--calls 20000] [--against ../main/src]
 """
@@ -157,12 +157,21 @@ async def on_rows(rounds: int, calls: int) -> None:
     router = ToolRouter([echo])
     invocation = ToolInvocation(id="1", name="echo", arguments={"text": "hi"})
 
-    def in_bare_span(service: Call) -> Call:
+    def in_bare_span(service: Call, attributes: dict[str, Any] | None = None) -> Call:
         async def call(request: Any) -> Any:
-            with tracer.start_as_current_span("call"):
+            with tracer.start_as_current_span("call", attributes=attributes):
                 return await service(request)
 
         return call
+
+    # what the execute_tool span carries: the same, by hand
+    tool_attributes = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "echo",
+        "gen_ai.tool.call.id": "1",
+        "gen_ai.tool.type": "function",
+        "gen_ai.tool.description": "Echoes.",
+    }
 
     plain = stack4(Bare())
     traced = ServiceBuilder().layer(otel.TraceLayer("call")).service(stack4(Bare()))
@@ -182,9 +191,9 @@ async def on_rows(rounds: int, calls: int) -> None:
             lambda: sequential(router.call, calls, invocation),
         ),
         (
-            "bare start_as_current_span + ToolRouter.call",
+            "bare start_as_current_span (same attributes) + ToolRouter.call",
             False,
-            lambda: sequential(in_bare_span(router.call), calls, invocation),
+            lambda: sequential(in_bare_span(router.call, tool_attributes), calls, invocation),
         ),
         (
             "contended ConcurrencyLimit(10), 100 tasks",
