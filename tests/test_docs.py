@@ -17,6 +17,9 @@ fence (invisible on the rendered page); several comments may be stacked there:
   it talks to a provider. It runs against a local fake provider (tests/llm/fake_provider.py),
   the key and ``*_BASE_URL`` variables pointing at it.
 
+Blocks that talk to Redis read ``REDIS_URL``, which points at the Redis the tests use
+(``TOWERPY_REDIS_URL``, as `.ci/run` sets it; else the examples' default, localhost:6379).
+
 Any other comment right before a block, or one of these that is not right before a python
 block, fails the test: nothing is skipped silently.
 """
@@ -36,6 +39,7 @@ import pytest
 
 from .llm.fake_provider import FakeProvider, Recorded, Reply
 from .llm.provider_kit import ANTHROPIC, OPENAI
+from .llm.sse import pieces_for, streamed
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -129,6 +133,8 @@ BLOCKS = [
 
 def _answer(recorded: Recorded) -> Reply:
     kit = OPENAI if recorded.path.endswith("/chat/completions") else ANTHROPIC
+    if isinstance(recorded.body, dict) and recorded.body.get("stream"):
+        return streamed(pieces_for(kit.name, [(0.0, f"Hello from {kit.name}!")], [], usage=(9, 4)))
     return kit.text(f"Hello from {kit.name}!", usage=(9, 4))
 
 
@@ -140,6 +146,8 @@ def run(block: Block, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str],
         if not name.startswith(("OPENAI_", "ANTHROPIC_"))  # a key set here must not help
     }
     env |= {"PYTHONPATH": str(ROOT / "src"), "PYTHONIOENCODING": "utf-8"}
+    if "TOWERPY_REDIS_URL" in os.environ:  # the Redis examples read REDIS_URL: the tests' own
+        env["REDIS_URL"] = os.environ["TOWERPY_REDIS_URL"]
     with FakeProvider() as fake:
         fake.queue(*[_answer] * 20)
         if "OPENAI_API_KEY" in block.requires:

@@ -15,18 +15,22 @@ PUBLIC_MODULES = [
     "towerpy.limit",
     "towerpy.llm",
     "towerpy.llm.anthropic",
+    "towerpy.llm.events",
     "towerpy.llm.openai",
     "towerpy.load_shed",
     "towerpy.lowlevel",
+    "towerpy.mcp",
     "towerpy.monitor",
     "towerpy.otel",
     "towerpy.redis",
+    "towerpy.resilience",
     "towerpy.retry",
     "towerpy.testing",
     "towerpy.timeout",
     "towerpy.tools",
     "towerpy.tools.bash",
     "towerpy.util",
+    "towerpy.workflow",
 ]
 
 

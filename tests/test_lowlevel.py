@@ -200,11 +200,21 @@ async def test_shedding_refuses_a_wait_on_its_keys_only_and_only_in_its_task() -
     async def acquire() -> str:
         return "waited"
 
+    async def try_nothing() -> str | None:
+        return None
+
+    async def try_free() -> str | None:  # a remote backend: no local answer, but capacity
+        return "free"
+
     with lowlevel.shedding(frozenset({id("mine")})):
         with pytest.raises(lowlevel.Shed, match="overloaded"):
             await lowlevel.take_or_acquire("mine", acquire)
+        assert lowlevel.take_or_acquire_nowait("mine", lambda: None) is None
         with pytest.raises(lowlevel.Shed):
-            lowlevel.take_or_acquire_nowait("mine", lambda: None)
+            await lowlevel.wait_for_capacity("mine", acquire)
+        with pytest.raises(lowlevel.Shed):
+            await lowlevel.wait_for_capacity("mine", acquire, try_nothing)
+        assert await lowlevel.wait_for_capacity("mine", acquire, try_free) == "free"
         assert lowlevel.take_or_acquire_nowait("mine", lambda: "free") == "free"
         assert await lowlevel.take_or_acquire("other", acquire) == "waited"
         child: list[str] = []

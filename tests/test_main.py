@@ -77,3 +77,22 @@ def test_no_command_prints_help() -> None:
     result = towerpy()
     assert result.returncode == 0
     assert "demo" in result.stdout
+
+
+def test_the_outage_scene_runs_offline_and_the_same_every_time() -> None:
+    result = towerpy("demo", "--scene", "outage")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("towerpy demo, outage: 6 agents")
+    summary = lines[lines.index("Summary") :]
+    assert summary[1].startswith("  requests   120 sent, 120 answered, 0 failed")
+    assert "alpha      circuit: open" in result.stdout
+    assert all(len(line) <= 80 for line in lines)
+    assert towerpy("demo", "--scene", "outage", "--backend", "trio").returncode == 0
+    assert towerpy("demo", "--scene", "outage").stdout == result.stdout
+
+
+def test_the_outage_scene_refuses_a_real_model() -> None:
+    result = towerpy("demo", "--scene", "outage", "--model", "openai:gpt-4o-mini")
+    assert result.returncode == 2
+    assert "--model goes with the agents scene" in result.stderr

@@ -16,8 +16,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, assert_type
 from typing_extensions import override
 
 from towerpy import (
+    Balance,
+    CircuitBreaker,
+    CircuitBreakerLayer,
     ConcurrencyLimiter,
     ConcurrencyLimitLayer,
+    FallbackLayer,
+    HedgeLayer,
     Identity,
     LayerFn,
     Middleware,
@@ -31,7 +36,9 @@ from towerpy import (
     option_layer,
     service_fn,
 )
-from towerpy.llm import ChatRequest, ParallelToolsLayer, StepOutcome
+from towerpy.llm import Agent, AgentResult, ChatRequest, Message, ParallelToolsLayer, StepOutcome
+from towerpy.tools import JoinPolicy
+from towerpy.workflow import MapReduce, Parallel, Sequential
 
 if TYPE_CHECKING:
     from towerpy.tools import ToolInvocation, ToolOutput
@@ -207,3 +214,57 @@ def a_bare_annotation_is_a_builder_that_keeps_types() -> ServiceBuilder:
 
 def a_named_builder_can_be_annotated() -> ServiceBuilder[str, Unchanged, Job, Unchanged]:
     return ServiceBuilder().map_request(parse)
+
+
+async def resilience_layers_keep_or_fix_the_types(
+    step: Service[ChatRequest, StepOutcome], backup: Service[ChatRequest, StepOutcome]
+) -> None:
+    kept = (
+        ServiceBuilder()
+        .circuit_breaker(3, 10.0)
+        .circuit_breaker(breaker=CircuitBreaker())
+        .hedge(1.0, idempotent=lambda request: True)
+        .layer(CircuitBreakerLayer())
+        .layer(HedgeLayer())
+    )
+    assert_type(kept, ServiceBuilder[Unchanged, Unchanged])
+    assert_type(kept.service(service_fn(count)), Service[str, int])
+
+    # before anything fixed the types, a fallback fixes them; the service must fit it
+    backed = ServiceBuilder().fallback(backup)
+    assert_type(backed, ServiceBuilder[ChatRequest, StepOutcome, ChatRequest, StepOutcome])
+    assert_type(backed.timeout(5.0).service(step), Service[ChatRequest, StepOutcome])
+    backed.service(service_fn(count))  # type: ignore[arg-type]
+    assert_type(
+        ServiceBuilder().layer(FallbackLayer(backup)),
+        ServiceBuilder[ChatRequest, StepOutcome, ChatRequest, StepOutcome],
+    )
+    # after a map_request, the fallback takes what reaches it
+    parsed = ServiceBuilder().map_request(parse).fallback(service_fn(run_job))
+    assert_type(parsed, ServiceBuilder[str, int, Job, int])
+    assert_type(parsed.service(service_fn(run_job)), Service[str, int])
+    ServiceBuilder().map_request(parse).fallback(service_fn(count))  # type: ignore[arg-type]
+
+    # a balance has its endpoints' types
+    balanced = Balance([step, backup])
+    assert_type(balanced, Balance[ChatRequest, StepOutcome])
+    assert_type(
+        ServiceBuilder().circuit_breaker().service(balanced), Service[ChatRequest, StepOutcome]
+    )
+
+
+def workflows_keep_the_types_of_their_steps(agent: Agent) -> None:
+    counted = Sequential(service_fn(count), service_fn(describe_async))
+    assert_type(counted, Sequential[str, str])
+    both = Parallel(service_fn(count), service_fn(count))
+    assert_type(both, Parallel[str, int])
+    isolated = Parallel(service_fn(count), policy=JoinPolicy.ISOLATE)
+    assert_type(isolated, Parallel[str, int | Exception])
+    total = MapReduce(service_fn(count), lambda acc, n: acc + n, initial=0)
+    assert_type(total, MapReduce[str, int, int])
+    runs: Service[str | list[Message], AgentResult] = agent
+    assert runs is not None
+
+
+async def describe_async(size: int) -> str:
+    return str(size)

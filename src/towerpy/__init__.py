@@ -4,6 +4,8 @@ from ._builder import ServiceBuilder, Unchanged
 from ._service import Identity, Layer, LayerFn, Middleware, Service, ServiceFn, layer_fn, service_fn
 from .buffer import Buffer, BufferLayer
 from .errors import (
+    CircuitOpen,
+    DependencyFailed,
     Elapsed,
     InvalidToolArguments,
     LimiterUnavailable,
@@ -36,6 +38,22 @@ from .limit import (
     TokenBucket,
 )
 from .load_shed import LoadShed, LoadShedLayer, LoadShedStatistics
+from .resilience import (
+    Balance,
+    BalanceStatistics,
+    Circuit,
+    CircuitBreaker,
+    CircuitBreakerLayer,
+    CircuitBreakerStatistics,
+    CircuitState,
+    EndpointStatistics,
+    Fallback,
+    FallbackLayer,
+    FallbackStatistics,
+    Hedge,
+    HedgeLayer,
+    HedgeStatistics,
+)
 from .retry import (
     Backoff,
     ConstantBackoff,
@@ -60,16 +78,32 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Backoff",
+    "Balance",
+    "BalanceStatistics",
     "Buffer",
     "BufferLayer",
+    "Circuit",
+    "CircuitBreaker",
+    "CircuitBreakerLayer",
+    "CircuitBreakerStatistics",
+    "CircuitOpen",
+    "CircuitState",
     "ConcurrencyBackend",
     "ConcurrencyLimit",
     "ConcurrencyLimitLayer",
     "ConcurrencyLimiter",
     "ConcurrencyStatistics",
     "ConstantBackoff",
+    "DependencyFailed",
     "Elapsed",
+    "EndpointStatistics",
     "ExponentialBackoff",
+    "Fallback",
+    "FallbackLayer",
+    "FallbackStatistics",
+    "Hedge",
+    "HedgeLayer",
+    "HedgeStatistics",
     "Identity",
     "InvalidToolArguments",
     "KeyedConcurrencyLimit",

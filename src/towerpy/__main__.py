@@ -32,7 +32,12 @@ it runs on the real clock (it needs rich: pip install 'towerpy[rich]').
 
 --model openai:MODEL or --model anthropic:MODEL runs the same agents, tools and limits against
 a real model instead of the script, on the real clock (the key comes from OPENAI_API_KEY or
-ANTHROPIC_API_KEY); --base-url sends it to an OpenAI-compatible server such as vLLM or Ollama."""
+ANTHROPIC_API_KEY); --base-url sends it to an OpenAI-compatible server such as vLLM or Ollama.
+
+--scene outage runs another scene: six agents call two model providers through a Balance,
+each provider behind a circuit breaker and a timeout. One provider stops answering mid-run:
+its breaker opens, the traffic goes to the other, probes find it down, then back; the same
+traffic without breakers (round-robin) is run for comparison."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run several agents with parallel tools under shared limits, offline",
         description=_DEMO_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "--scene",
+        choices=("agents", "outage"),
+        default="agents",
+        help="agents: parallel tools under shared limits (default); outage: one of two "
+        "providers goes down, circuit breakers and a balance route around it",
     )
     demo.add_argument(
         "--real-time",
@@ -105,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             parser.error("--live needs rich: pip install 'towerpy[rich]'")
     model = None
+    if args.scene == "outage" and args.model is not None:
+        parser.error("--model goes with the agents scene; the outage scene is scripted")
+    if args.scene == "outage" and args.live:
+        parser.error("--live goes with the agents scene; the outage scene draws its circuits")
     if args.base_url is not None and args.model is None:
         parser.error("--base-url goes with --model, e.g. --model openai:llama3.1")
     if args.model is not None:
@@ -127,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         width=args.width,
         model=model,
         model_name=args.model,
+        scene=args.scene,
     )
 
 

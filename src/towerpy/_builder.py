@@ -13,6 +13,9 @@ from .limit.concurrency import ConcurrencyLimitLayer, _limiter_from
 from .limit.keyed import KeyedConcurrencyLimitLayer
 from .limit.rate import RateLimitLayer, _bucket_from
 from .load_shed import LoadShedLayer
+from .resilience.circuit_breaker import CircuitBreakerLayer
+from .resilience.fallback import FallbackLayer
+from .resilience.hedge import HedgeLayer, _always
 from .retry.layer import RetryLayer
 from .timeout import TimeoutLayer
 from .util import MapErrLayer, MapRequestLayer, MapResponseLayer
@@ -21,7 +24,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Mapping
 
     from ._service import KeepsTypesLayer, Layer
+    from ._validate import ExceptionMatcher
     from .limit.protocols import ConcurrencyBackend, RateBackend
+    from .resilience.breaker import CircuitBreaker
     from .retry.policy import Policy
 
 __all__ = ["ServiceBuilder", "Unchanged"]
@@ -267,6 +272,100 @@ class ServiceBuilder(Generic[ReqT, RespT, InnerReqT, InnerRespT]):
     def retry(self, policy: Policy[Any]) -> Self:
         """Adds a `Retry`: failed calls are tried again as ``policy`` (a `RetryPolicy`) says."""
         return self._with(RetryLayer(policy))
+
+    def circuit_breaker(
+        self,
+        failure_threshold: int = 5,
+        recovery_time: float = 30.0,
+        *,
+        failure_on: ExceptionMatcher | None = None,
+        half_open_calls: int = 1,
+        breaker: CircuitBreaker | None = None,
+    ) -> Self:
+        """Adds a `Circuit`: after failures in a row, calls are refused with `CircuitOpen`.
+
+        Give the settings (a `CircuitBreaker` for this stack's service alone) or ``breaker``
+        (one shared with other services: one circuit for them all).
+
+        Raises:
+            TypeError: An argument has the wrong type (raised here).
+            ValueError: A setting is out of range, or settings are given with ``breaker``.
+        """
+        return self._with(
+            CircuitBreakerLayer(
+                failure_threshold,
+                recovery_time,
+                failure_on=failure_on,
+                half_open_calls=half_open_calls,
+                breaker=breaker,
+            )
+        )
+
+    # the fallback service must take what the layers above send and answer what they expect;
+    # before anything fixed the types, it fixes them
+    @overload
+    def fallback(
+        self: ServiceBuilder[_U, _U, _U, _U],
+        service: Service[_A, _B],
+        *,
+        on: ExceptionMatcher | None = None,
+    ) -> ServiceBuilder[_A, _B, _A, _B]: ...
+    @overload
+    def fallback(
+        self: ServiceBuilder[_U, RespT, _U, InnerRespT],
+        service: Service[_A, InnerRespT],
+        *,
+        on: ExceptionMatcher | None = None,
+    ) -> ServiceBuilder[_A, RespT, _A, InnerRespT]: ...
+    @overload
+    def fallback(
+        self: ServiceBuilder[ReqT, _U, InnerReqT, _U],
+        service: Service[InnerReqT, _B],
+        *,
+        on: ExceptionMatcher | None = None,
+    ) -> ServiceBuilder[ReqT, _B, InnerReqT, _B]: ...
+    @overload
+    def fallback(
+        self, service: Service[InnerReqT, InnerRespT], *, on: ExceptionMatcher | None = None
+    ) -> Self: ...
+    def fallback(self, service: Service[Any, Any], *, on: ExceptionMatcher | None = None) -> Any:
+        """Adds a `Fallback`: requests failed with an error ``on`` accepts go to ``service``.
+
+        Raises:
+            TypeError: ``service`` is not a `Service`, or ``on`` is not a tuple of exception
+                classes or a plain function (raised here).
+        """
+        return self._with(FallbackLayer(service, on=on))
+
+    def hedge(
+        self,
+        delay: float | None = None,
+        *,
+        quantile: float = 0.95,
+        budget_ratio: float = 0.1,
+        min_samples: int = 20,
+        idempotent: Callable[[Any], bool] = _always,
+        window: int = 1000,
+    ) -> Self:
+        """Adds a `Hedge`: a request slower than the hedge delay is sent again; the first wins.
+
+        The delay is ``delay``, or the observed latency ``quantile``; at most ``budget_ratio``
+        of the requests are hedged, and only those ``idempotent`` accepts.
+
+        Raises:
+            TypeError: An argument has the wrong type (raised here).
+            ValueError: An argument is out of range.
+        """
+        return self._with(
+            HedgeLayer(
+                delay,
+                quantile=quantile,
+                budget_ratio=budget_ratio,
+                min_samples=min_samples,
+                idempotent=idempotent,
+                window=window,
+            )
+        )
 
     @overload
     def service(

@@ -61,6 +61,7 @@ __all__ = [
     "take_or_acquire",
     "take_or_acquire_nowait",
     "try_reserve",
+    "wait_for_capacity",
 ]
 
 TokenT = TypeVar("TokenT")
@@ -330,22 +331,53 @@ _shedding: ContextVar[tuple[object, Collection[int], Any] | None] = ContextVar(
 )
 
 
+def _is_shedding(key: object) -> bool:
+    shedding = _shedding.get()
+    return shedding is not None and id(key) in shedding[1] and shedding[0] is current_task()
+
+
+def _shed() -> Shed:
+    return Shed("service overloaded: the inner service is not ready")
+
+
 def refuse_if_shedding(key: object) -> None:
     """Raises `Shed` when the current task is inside `shedding` on ``key``: it must not wait.
 
-    For a layer that waits on capacity of its own making, outside the helpers below.
+    For a layer that waits on capacity of its own making, outside the helpers below, once it
+    knows that the capacity is not there now.
     """
-    shedding = _shedding.get()
-    if shedding is not None and id(key) in shedding[1] and shedding[0] is current_task():
-        raise Shed("service overloaded: the inner service is not ready")
+    if _is_shedding(key):
+        raise _shed()
+
+
+async def wait_for_capacity(
+    key: object,
+    acquire: Callable[[], Awaitable[TokenT]],
+    try_acquire: Callable[[], Awaitable[TokenT | None]] | None = None,
+) -> TokenT:
+    """The slow path of ``call()``, after `take_or_acquire_nowait` returned None: ``acquire()``.
+
+    Inside `shedding` on ``key`` it must not wait: it asks ``try_acquire()`` instead (a remote
+    backend answers that without waiting for anyone, where its ``acquire_nowait`` could only say
+    "don't know"), and raises `Shed` when that takes nothing.
+
+    Raises:
+        Shed: Inside `shedding` on ``key``, and there is no capacity now.
+    """
+    if _is_shedding(key):
+        token = None if try_acquire is None else await try_acquire()
+        if token is None:
+            raise _shed()
+        return token
+    return await acquire()
 
 
 class shedding:
     """Within ``with`` this, acquisitions on some keys made by the current task never wait.
 
-    Where `take_or_acquire_nowait`, `take_or_acquire` or `reserve` would have to wait for
-    capacity on a key whose ``id()`` is in ``keys``, they raise `Shed` (an `Overloaded`)
-    instead. Tasks started inside the block are not affected, nor are other keys.
+    Where `wait_for_capacity`, `take_or_acquire` or `reserve` would have to wait for capacity
+    on a key whose ``id()`` is in ``keys``, they raise `Shed` (an `Overloaded`) instead. Tasks
+    started inside the block are not affected, nor are other keys.
 
     One object may be entered by any number of tasks at once, and again inside its own block:
     make it once, use it on every call.
@@ -378,11 +410,9 @@ def take_or_acquire_nowait(
 
     Returns:
         The token of the task's reservation on ``key`` when it holds one, else what
-        ``acquire_nowait()`` took; None when the caller must wait for capacity (``await``
-        its own acquire). The caller owns the capacity returned and gives it back itself.
-
-    Raises:
-        Shed: None would have been returned inside `shedding` on ``key``.
+        ``acquire_nowait()`` took; None when capacity must be waited for: then
+        ``await wait_for_capacity(key, acquire, try_acquire)``. The caller owns the capacity
+        returned and gives it back itself.
     """
     holder = _holder.get()
     if holder is not None and key in holder.reservations and holder.task() is current_task():
@@ -390,27 +420,26 @@ def take_or_acquire_nowait(
         if reservation.state == _HELD:
             reservation.state = _TAKEN
             return reservation.token  # type: ignore[no-any-return]
-    token = acquire_nowait()
-    if token is None:
-        refuse_if_shedding(key)
-    return token
+    return acquire_nowait()
 
 
 async def take_or_acquire(
     key: object,
     acquire: Callable[[], Awaitable[TokenT]],
     acquire_nowait: Callable[[], TokenT | None] | None = None,
+    try_acquire: Callable[[], Awaitable[TokenT | None]] | None = None,
 ) -> TokenT:
     """The opening of ``call()``: the task's reservation on ``key``, or capacity acquired now.
 
     ``acquire_nowait``, when given, is tried before ``acquire``: a synchronous fast path that
-    returns None when ``acquire`` must wait.
+    returns None when ``acquire`` must wait. ``try_acquire`` is what `wait_for_capacity` asks
+    under load shedding.
 
     Returns:
         The token; the caller owns the capacity and gives it back itself.
 
     Raises:
-        Shed: ``acquire`` would have had to run inside `shedding` on ``key``.
+        Shed: ``acquire`` would have had to wait inside `shedding` on ``key``.
     """
     reservation = take(key)
     if reservation is not None:
@@ -419,8 +448,7 @@ async def take_or_acquire(
         token = acquire_nowait()
         if token is not None:
             return token
-    refuse_if_shedding(key)
-    return await acquire()
+    return await wait_for_capacity(key, acquire, try_acquire)
 
 
 async def reserve(
@@ -429,6 +457,7 @@ async def reserve(
     release: Callable[[TokenT], object],
     inner: Service[Any, Any] | None = None,
     acquire_nowait: Callable[[], TokenT | None] | None = None,
+    try_acquire: Callable[[], Awaitable[TokenT | None]] | None = None,
 ) -> None:
     """Implements ``ready()`` for a service with capacity of its own, wrapping ``inner``.
 
@@ -436,7 +465,7 @@ async def reserve(
     ``inner`` to be ready. If that fails or is cancelled, the service's reservation is given
     back too, so a task cancelled anywhere in ``ready()`` holds nothing afterwards.
     ``acquire_nowait``, when given, is tried first: a synchronous fast path returning None when
-    ``acquire`` must run.
+    ``acquire`` must run. ``try_acquire`` is what `wait_for_capacity` asks under shedding.
 
     Raises:
         Shed: ``acquire`` would have had to wait inside `shedding` on ``key``.
@@ -444,8 +473,7 @@ async def reserve(
     if held(key) is None:
         token = None if acquire_nowait is None else acquire_nowait()
         if token is None:
-            refuse_if_shedding(key)
-            token = await acquire()
+            token = await wait_for_capacity(key, acquire, try_acquire)
         hold(key, token, release)
     if inner is None:
         return

@@ -6,12 +6,14 @@
     ├── Elapsed(TowerError, TimeoutError)        a call ran past its time limit
     │   └── WaitElapsed                          a call waited past its bound, never started
     ├── Overloaded                               a service shed load instead of waiting
+    │   └── CircuitOpen                          a circuit breaker refuses calls for now
     ├── ServiceClosed                            a service is not running (or stopped running)
     ├── RequestTooLarge(TowerError, ValueError)  a request can never fit a limit
     ├── LimiterUnavailable                       a shared limit's server (Redis) did not answer
     ├── ToolError
     │   ├── ToolNotFound                         no tool has that name
-    │   └── InvalidToolArguments                 the arguments do not fit the tool's schema
+    │   ├── InvalidToolArguments                 the arguments do not fit the tool's schema
+    │   └── DependencyFailed                     a call never ran: one it depends on failed
     ├── MaxStepsExceeded                         an agent made as many model calls as allowed
     ├── ScriptExhausted(TowerError, RuntimeError) a scripted model was called past its script
     └── ProviderError                            a model provider answered with a failure
@@ -29,6 +31,8 @@ from typing import Any
 from . import _observe
 
 __all__ = [
+    "CircuitOpen",
+    "DependencyFailed",
     "Elapsed",
     "InvalidToolArguments",
     "LimiterUnavailable",
@@ -87,6 +91,23 @@ class Overloaded(TowerError):
     """Raised by `LoadShed` when the inner service is not ready at once."""
 
 
+class CircuitOpen(Overloaded):
+    """Raised by a circuit breaker's service when its circuit refuses calls.
+
+    The circuit is open (too many failures in a row; nothing is sent until it recovers), or
+    half-open with every probe already in flight. The inner service was not called. It is an
+    `Overloaded`: code that sheds load or falls back on overload handles it too.
+
+    Attributes:
+        retry_after: Seconds until the circuit lets a probe through (0 when it is half-open and
+            waits for its probes to finish). `RetryLayer` waits at least that long.
+    """
+
+    def __init__(self, message: str = "circuit open", *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ServiceClosed(TowerError):
     """Raised when a service that needs a running scope is used outside it, or has stopped.
 
@@ -128,6 +149,22 @@ class ToolNotFound(ToolError):
 
 class InvalidToolArguments(ToolError):
     """Raised when a tool's arguments are not a JSON object or do not fit its schema."""
+
+
+class DependencyFailed(ToolError):
+    """Raised for an invocation that never ran because one it depends on failed.
+
+    A batch with dependencies (``ToolInvocation.depends_on``) gives it to every invocation
+    that depends, directly or not, on a failed one: as its error output under ``ISOLATE``, as
+    its outcome under ``JOIN_ALL``. Its ``__cause__`` is the dependency's error.
+
+    Attributes:
+        dependency: The id of the failed invocation.
+    """
+
+    def __init__(self, message: str, *, dependency: str):
+        super().__init__(message)
+        self.dependency = dependency
 
 
 class MaxStepsExceeded(TowerError):

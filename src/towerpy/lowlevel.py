@@ -19,11 +19,11 @@ passes ``self``):
 - ``ready()``: ``await reserve(self, acquire, release, self.inner, acquire_nowait)``.
 - ``try_ready()``: ``return await try_reserve(self, try_acquire, release, self.inner,
   acquire_nowait)``.
-- ``call()``: ``token = await take_or_acquire(self, acquire, acquire_nowait)``, or, on a hot
-  path that must not create a coroutine per call,
+- ``call()``: ``token = await take_or_acquire(self, acquire, acquire_nowait, try_acquire)``,
+  or, on a hot path that must not create a coroutine per call,
   ``token = take_or_acquire_nowait(self, acquire_nowait)`` followed by
-  ``if token is None: token = await acquire()``. Give the capacity back when the call
-  returns, raises or is cancelled (``try``/``finally``).
+  ``if token is None: token = await wait_for_capacity(self, acquire, try_acquire)``. Give the
+  capacity back when the call returns, raises or is cancelled (``try``/``finally``).
 - A layer that refuses a request without calling through calls
   ``self.inner.drop_reservation()`` first.
 - `detach` / `attach` move every reservation of one task to another (a buffer's worker
@@ -31,9 +31,11 @@ passes ``self``):
 - `held`, `hold`, `take` and `drop` are the primitives the helpers above are made of.
 
 Under `shedding` (what `LoadShed` uses), the acquisitions above raise `Shed`, an
-`Overloaded`, where they would have had to wait; a layer that waits on capacity some other way
-calls `refuse_if_shedding(self)` before it does. A layer that spent capacity on a request that
-is then refused further in (`Shed` propagating out of its inner call) gives it back.
+`Overloaded`, where they would have had to wait (asking ``try_acquire``, when given, whether
+the capacity is there: a remote backend can only tell with I/O); a layer that waits on
+capacity some other way calls `refuse_if_shedding(self)` before it does. A layer that spent
+capacity on a request that is then refused further in (`Shed` propagating out of its inner
+call) gives it back.
 
 A class whose ``call()`` alone does what ``ready()`` followed by ``call()`` would declares
 ``direct_call=True`` in its class statement (see `towerpy.Service`), and ``service(request)``
@@ -58,6 +60,7 @@ from ._reserve import (
     take_or_acquire,
     take_or_acquire_nowait,
     try_reserve,
+    wait_for_capacity,
 )
 
 __all__ = [
@@ -76,4 +79,5 @@ __all__ = [
     "take_or_acquire",
     "take_or_acquire_nowait",
     "try_reserve",
+    "wait_for_capacity",
 ]

@@ -57,3 +57,10 @@ def test_help_tells_of_the_live_view(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit):
         cli.main(["demo", "--help"])
     assert "--live" in capsys.readouterr().out
+
+
+def test_live_goes_with_the_agents_scene(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["demo", "--scene", "outage", "--live"])
+    assert exit_info.value.code == 2
+    assert "--live goes with the agents scene" in capsys.readouterr().err

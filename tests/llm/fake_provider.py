@@ -8,7 +8,9 @@ Two fakes share one script of replies:
   socket, so the virtual clock only moves when the test (or the code under test) sleeps.
 
 Replies are queued in order; a reply may be a function of the recorded request. A request with
-no reply queued gets a 500 saying so, which makes a test's mistake obvious.
+no reply queued gets a 500 saying so, which makes a test's mistake obvious. A reply with
+``chunks`` streams its body piece by piece (server-sent events), each piece after its delay:
+real sleeps on the socket server, virtual ones in process.
 """
 
 from __future__ import annotations
@@ -32,12 +34,24 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Reply:
-    """One HTTP answer: ``body`` is JSON (dict/list), or sent as is (str/bytes)."""
+    """One HTTP answer: ``body`` is JSON (dict/list), or sent as is (str/bytes).
+
+    With ``chunks`` (``(delay, bytes)`` pairs), the body is streamed as ``text/event-stream``
+    instead, each piece after its delay; ``cut`` then drops the connection after the last piece
+    instead of ending the body properly.
+    """
 
     status: int = 200
     body: object = None
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False  # never answer (until the fake stops)
+    chunks: tuple[tuple[float, bytes], ...] | None = None
+    cut: bool = False
+    delay: float = 0.0  # seconds before a whole body is sent (a model generating it)
+
+    @property
+    def content_type(self) -> str:
+        return "text/event-stream" if self.chunks is not None else "application/json"
 
     def encode(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -64,6 +78,8 @@ class _Script:
         self._replies: deque[Any] = deque()
         self._requests: list[Recorded] = []
         self.errors: list[Exception] = []  # what reply functions raised
+        self.disconnects = 0  # streamed replies whose client left before the end
+        self.closed_streams = 0  # in process: streamed bodies closed before their end
 
     def queue(self, *replies: Any) -> None:
         with self._lock:
@@ -141,14 +157,38 @@ class FakeProvider(_Script):
                 if reply.hang:
                     script._stopping.wait()
                     return
-                data = reply.encode()
                 self.send_response(reply.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
+                self.send_header("content-type", reply.content_type)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
+                if reply.chunks is not None:
+                    self._stream(reply)
+                    return
+                data = reply.encode()
+                if reply.delay and script._stopping.wait(reply.delay):
+                    return
+                self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _stream(self, reply: Reply) -> None:
+                assert reply.chunks is not None
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                self.wfile.flush()
+                try:
+                    for delay, piece in reply.chunks:
+                        if delay and script._stopping.wait(delay):
+                            return
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        self.wfile.flush()
+                    if reply.cut:
+                        self.close_connection = True
+                        return
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:  # the client went away: it stopped reading
+                    script.disconnects += 1
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output clean
@@ -191,6 +231,7 @@ class InProcessProvider(_Script):
 
     def transport(self, hx: ModuleType) -> Any:
         """A ``MockTransport`` of ``hx`` that answers from this script."""
+        body_type = type("StreamedBody", (_Body, hx.AsyncByteStream), {})
 
         async def handle(request: Any) -> Any:
             recorded = Recorded(
@@ -205,10 +246,46 @@ class InProcessProvider(_Script):
                 raise reply
             if reply.hang:
                 await anyio.sleep_forever()
-            headers = {"content-type": "application/json", **reply.headers}
+            headers = {"content-type": reply.content_type, **reply.headers}
+            if reply.delay:
+                await anyio.sleep(reply.delay)
+            if reply.chunks is not None:
+                return hx.Response(reply.status, headers=headers, stream=body_type(self, reply, hx))
             return hx.Response(reply.status, headers=headers, content=reply.encode())
 
         return hx.MockTransport(handle)
+
+
+class _Body:
+    """A streamed body in process: each piece after its (virtual) delay."""
+
+    def __init__(self, script: _Script, reply: Reply, hx: ModuleType) -> None:
+        self._script = script
+        self._reply = reply
+        self._hx = hx
+        self._ended = False
+        self._pieces: Any = None
+
+    def __aiter__(self) -> Any:
+        # one body: a second reader (an SDK draining it) goes on where the first stopped
+        if self._pieces is None:
+            self._pieces = self._read()
+        return self._pieces
+
+    async def _read(self) -> Any:
+        assert self._reply.chunks is not None
+        for delay, piece in self._reply.chunks:
+            if delay:
+                await anyio.sleep(delay)
+            yield piece
+        if self._reply.cut:
+            raise self._hx.RemoteProtocolError("peer closed connection without sending the body")
+        self._ended = True
+
+    async def aclose(self) -> None:
+        if not self._ended:
+            self._script.closed_streams += 1
+            self._ended = True
 
 
 def openai_client(

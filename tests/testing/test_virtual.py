@@ -130,3 +130,29 @@ async def test_real_clock_marker_runs_on_the_real_clock(anyio_backend_name: str)
         import trio
 
         assert type(trio.lowlevel.current_clock()).__name__ != "MockClock"
+
+
+@pytest.mark.real_clock
+async def test_on_the_real_clock_wait_all_tasks_blocked_returns_once_every_task_is_blocked() -> (
+    None
+):
+    done: list[int] = []
+    events = [anyio.Event() for _ in range(30)]
+    forever = anyio.Event()
+
+    async def relay(i: int) -> None:
+        await events[i].wait()
+        done.append(i)
+        if i + 1 < len(events):
+            events[i + 1].set()  # wakes the next task: one loop pass each
+        await forever.wait()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(events)):
+            tg.start_soon(relay, i)
+        await wait_all_tasks_blocked()
+        assert done == []
+        events[0].set()
+        await wait_all_tasks_blocked()
+        assert done == list(range(len(events)))  # not before the whole chain has run
+        forever.set()

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
-from towerpy import InvalidToolArguments, ToolError, ToolNotFound
-from towerpy.tools import ToolInvocation, ToolOutput, ToolRouter, tool
+from towerpy import InvalidToolArguments, Service, ToolError, ToolNotFound
+from towerpy.tools import (
+    ErrorResult,
+    Tool,
+    ToolInvocation,
+    ToolOutput,
+    ToolRouter,
+    ToolSpec,
+    tool,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @tool
@@ -135,3 +148,97 @@ def test_specs_names_and_sequential_tools() -> None:
 def test_tool_errors_share_a_base_class() -> None:
     assert issubclass(ToolNotFound, ToolError)
     assert issubclass(InvalidToolArguments, ToolError)
+
+
+class EchoService(Service[dict[str, Any], Any]):
+    """Not a Tool: any service with a spec is routable."""
+
+    spec = ToolSpec(name="echo", description="Echoes.", parameters={"type": "object"})
+    sequential = True
+
+    async def call(self, request: dict[str, Any]) -> Any:
+        return request
+
+
+class Shelf:
+    """A ToolGroup: its tools change, and its version says when."""
+
+    def __init__(self, *tools: Service[dict[str, Any], Any]) -> None:
+        self.tools = list(tools)
+        self.tools_version = 0
+
+    def __iter__(self) -> Iterator[Service[dict[str, Any], Any]]:
+        return iter(self.tools)
+
+    def change(self, *tools: Service[dict[str, Any], Any]) -> None:
+        self.tools = list(tools)
+        self.tools_version += 1
+
+
+async def test_any_service_with_a_spec_is_routable() -> None:
+    echo = EchoService()
+    router = ToolRouter([add, echo])
+    assert router.names == ["add", "echo"]
+    assert router.is_sequential("echo")
+    out = await router(ToolInvocation(id="1", name="echo", arguments={"x": 1}))
+    assert out == ToolOutput(id="1", name="echo", content={"x": 1})
+
+
+def test_a_service_without_a_spec_is_refused_with_what_it_needs() -> None:
+    class NoSpec(Service[dict[str, Any], Any]):
+        async def call(self, request: dict[str, Any]) -> Any:
+            return request
+
+    with pytest.raises(TypeError, match=r"is a Service but has no \.spec"):
+        ToolRouter([NoSpec()])
+    with pytest.raises(TypeError, match="needs tools"):
+        ToolRouter([3])  # type: ignore[list-item]
+
+    class BadFlag(EchoService):
+        sequential = "yes"  # type: ignore[assignment]
+
+    with pytest.raises(TypeError, match="sequential must be a bool"):
+        ToolRouter([BadFlag()])
+
+
+async def test_an_error_result_is_an_error_output_not_an_exception() -> None:
+    @tool
+    def refuse() -> ErrorResult:
+        """Refuses."""
+        return ErrorResult("not allowed here")
+
+    out = await ToolRouter([refuse])(ToolInvocation(id="1", name="refuse"))
+    assert out == ToolOutput(id="1", name="refuse", content="not allowed here", is_error=True)
+    assert ErrorResult("a") == ErrorResult("a")
+    assert repr(ErrorResult("a")) == "ErrorResult('a')"
+
+
+async def test_a_group_is_read_again_when_its_version_changes() -> None:
+    shelf = Shelf(add)
+    router = ToolRouter(shelf)
+    mixed = ToolRouter([shelf, deploy])
+    assert router.names == ["add"]
+    shelf.change(add, EchoService())
+    assert router.names == ["add", "echo"]
+    assert mixed.names == ["add", "echo", "deploy"]
+    assert router.is_sequential("echo")
+    out = await router(ToolInvocation(id="1", name="echo", arguments={}))
+    assert out.content == {}
+    shelf.change()
+    assert router.specs == []
+    with pytest.raises(ToolNotFound, match="known tools: none"):
+        await router(ToolInvocation(id="2", name="add", arguments={"a": 1, "b": 2}))
+
+
+def test_a_name_a_group_brings_later_keeps_the_first_tool_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    shelf = Shelf()
+    router = ToolRouter([add, shelf])
+    with pytest.raises(ValueError, match="registered already"):
+        ToolRouter([add, Shelf(add)])
+    other = Tool.from_schema("add", "Another add.", {}, lambda arguments: 0)
+    shelf.change(other)
+    with caplog.at_level("WARNING", logger="towerpy.tools"):
+        assert router.get("add") is add
+    assert "a tool named 'add' is registered already" in caplog.text

@@ -181,13 +181,15 @@ def main(
     width: int,
     model: Service[ChatRequest, StepOutcome] | None = None,
     model_name: str | None = None,
+    scene: str = "agents",
     live: bool = False,
 ) -> int:
     """Runs the demo and prints the timeline and the summary; returns the exit status.
 
     With ``model`` (a real provider, from ``--model``), every agent talks to it instead of its
-    scripted model, on the real clock. With ``live``, a view of the limits at work is drawn
-    while the agents run (`towerpy.monitor.live`), before the timeline.
+    scripted model, on the real clock. ``scene="outage"`` runs the outage scene instead
+    (`towerpy._demo.outage`). With ``live``, a view of the limits at work is drawn while the
+    agents run (`towerpy.monitor.live`), before the timeline.
     """
     if model is not None:
         real_time = True  # a real server answers in real time
@@ -203,6 +205,28 @@ def main(
         encoding = getattr(sys.stdout, "encoding", None) or ""
         ascii_only = encoding.lower().replace("-", "") not in ("utf8", "utf16", "utf32")
     clock = "real time" if real_time else "virtual time"
+    if scene == "outage":
+        from . import outage
+
+        down_from, down_to = outage.OUTAGE
+        print(
+            _fit(
+                f"towerpy demo, outage: {outage.AGENTS} agents, a Balance of two providers "
+                f"with circuit breakers",
+                width,
+            )
+        )
+        print(
+            _fit(f"alpha is down from {down_from:g} s to {down_to:g} s ({backend}, {clock})", width)
+        )
+        print()
+        drawn, text = anyio.run(
+            outage.scene, width, ascii_only, backend=backend, backend_options=options
+        )
+        print(drawn)
+        print()
+        print(text)
+        return 0
     print(
         _fit(
             f"towerpy demo: {len(PLANS)} agents, parallel tools, shared limits "

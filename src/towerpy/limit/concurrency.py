@@ -11,7 +11,7 @@ from .. import _observe
 from .._service import Middleware, Service
 from .._validate import check_instance, check_positive_int
 from .._waiter import Permits
-from ..lowlevel import reserve, take_or_acquire_nowait, try_reserve
+from ..lowlevel import reserve, take_or_acquire_nowait, try_reserve, wait_for_capacity
 from .protocols import ConcurrencyBackend
 
 __all__ = [
@@ -203,7 +203,14 @@ class ConcurrencyLimit(Middleware[ReqT, RespT], direct_call=True):
     @override
     async def ready(self) -> None:
         limiter = self._limiter
-        await reserve(self, limiter.acquire, limiter.release, self.inner, limiter.acquire_nowait)
+        await reserve(
+            self,
+            limiter.acquire,
+            limiter.release,
+            self.inner,
+            limiter.acquire_nowait,
+            limiter.try_acquire,
+        )
 
     @override
     async def try_ready(self) -> bool:
@@ -217,7 +224,7 @@ class ConcurrencyLimit(Middleware[ReqT, RespT], direct_call=True):
         limiter = self._limiter
         permit = take_or_acquire_nowait(self, limiter.acquire_nowait)
         if permit is None:
-            permit = await limiter.acquire()
+            permit = await wait_for_capacity(self, limiter.acquire, limiter.try_acquire)
         try:
             result: RespT = await self.inner(request)
         finally:

@@ -11,7 +11,7 @@ from typing_extensions import override
 from .._callables import callable_name
 from .._service import Middleware, Service
 from .._validate import check_instance, check_plain_function, check_positive_number
-from ..lowlevel import Shed, refuse_if_shedding, reserve, take_or_acquire_nowait, try_reserve
+from ..lowlevel import Shed, reserve, take_or_acquire_nowait, try_reserve, wait_for_capacity
 from .bucket import RateStatistics, TokenBucket
 from .protocols import RateBackend
 
@@ -186,6 +186,13 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
     def _acquire_nowait(self, cost: float) -> float | None:
         return self._receipt() if self._bucket.acquire_nowait(cost) else None
 
+    async def _acquire(self, cost: float) -> float:
+        await self._bucket.acquire(cost)
+        return self._receipt()
+
+    async def _try_acquire(self, cost: float) -> float | None:
+        return self._receipt() if await self._bucket.try_acquire(cost) else None
+
     def _acquire_one_nowait(self) -> float | None:
         if self._bucket.acquire_nowait(_ONE):
             receipts = self._receipts  # self._receipt(), inlined: every request's path
@@ -198,7 +205,12 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
             await self.inner.ready()  # the next request's cost is unknown: nothing to reserve
             return
         await reserve(
-            self, self._acquire_one, self._refund_reservation, self.inner, self._acquire_one_nowait
+            self,
+            self._acquire_one,
+            self._refund_reservation,
+            self.inner,
+            self._acquire_one_nowait,
+            self._try_acquire_one,
         )
 
     @override
@@ -221,17 +233,17 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
             # a reservation's token, or a fresh admission's, is the receipt of its one token
             receipt = take_or_acquire_nowait(self, self._acquire_one_nowait)
             if receipt is None:
-                await bucket.acquire(cost)
-                receipt = self._receipt()
+                receipt = await wait_for_capacity(self, self._acquire_one, self._try_acquire_one)
         else:  # ready() reserved nothing here: the cost is known only now
             try:
                 cost = _cost(self._cost(request), self._cost, "cost")
                 # no reservation to take: with a cost function, ready() reserves none
                 receipt = self._acquire_nowait(cost)
                 if receipt is None:
-                    refuse_if_shedding(self)
-                    await bucket.acquire(cost)
-                    receipt = self._receipt()
+                    paid = cost  # the cost of this request, for the two functions below
+                    receipt = await wait_for_capacity(
+                        self, lambda: self._acquire(paid), lambda: self._try_acquire(paid)
+                    )
             except BaseException:
                 self.inner.drop_reservation()  # refused before the call: free what ready() took
                 raise

@@ -16,12 +16,20 @@ if TYPE_CHECKING:
     from ..tools.models import ToolSpec
     from .messages import ChatRequest
 
-__all__ = ["to_outcome", "to_wire", "to_wire_tools", "wire_tool_id"]
+__all__ = [
+    "TRUNCATED",
+    "build_outcome",
+    "read_usage",
+    "to_outcome",
+    "to_wire",
+    "to_wire_tools",
+    "wire_tool_id",
+]
 
 _VALID_ID = re.compile(r"[a-zA-Z0-9_-]+")
 _INVALID_CHAR = re.compile(r"[^a-zA-Z0-9_-]")
 # stop reasons after which the last tool_use block may hold arguments cut short
-_TRUNCATED = frozenset({"max_tokens", "model_context_window_exceeded"})
+TRUNCATED = frozenset({"max_tokens", "model_context_window_exceeded"})
 
 
 @functools.lru_cache(maxsize=4096)  # every step re-sends the whole conversation's ids
@@ -133,7 +141,8 @@ def to_wire_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
     ]
 
 
-def _usage(raw: Any) -> Usage | None:
+def read_usage(raw: Any) -> Usage | None:
+    """Reads Anthropic ``usage`` (None when the server sent none)."""
     if raw is None:
         return None
     written = getattr(raw, "cache_creation_input_tokens", None)
@@ -180,19 +189,36 @@ def to_outcome(request: ChatRequest, message: Any) -> StepOutcome:
     stop_reason: str | None = getattr(message, "stop_reason", None)
     if (
         calls
-        and stop_reason in _TRUNCATED
+        and stop_reason in TRUNCATED
         and content[-1].type == "tool_use"
         and calls[-1].raw_arguments is None
     ):
         last = calls[-1]
         raw_text = json.dumps(content[-1].input, ensure_ascii=False, default=str)
         calls[-1] = ToolCall(id=last.id, name=last.name, arguments={}, raw_arguments=raw_text)
-    reply = Message(role="assistant", content="".join(texts) or None, tool_calls=calls)
+    return build_outcome(
+        request,
+        "".join(texts) or None,
+        calls,
+        read_usage(getattr(message, "usage", None)),
+        stop_reason,
+    )
+
+
+def build_outcome(
+    request: ChatRequest,
+    text: str | None,
+    calls: list[ToolCall],
+    usage: Usage | None,
+    stop_reason: str | None,
+) -> StepOutcome:
+    """The `StepOutcome` of an answer, read whole (`to_outcome`) or streamed."""
+    reply = Message(role="assistant", content=text, tool_calls=calls)
     # built from validated parts: skip re-validating the whole conversation on every step
     return StepOutcome.model_construct(
         messages=[*request.messages, reply],
         tool_calls=[call.to_invocation() for call in calls],
         done=not calls,
-        usage=_usage(getattr(message, "usage", None)),
+        usage=usage,
         finish_reason=stop_reason,
     )

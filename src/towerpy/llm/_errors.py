@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Elapsed, ProviderError, ProviderUnavailable, RateLimited
+from .._failures import is_retryable  # in the core, which must not import towerpy.llm
+from ..errors import ProviderError, ProviderUnavailable, RateLimited
 from ..retry.after import retry_after_from_headers
 
 if TYPE_CHECKING:
@@ -17,28 +18,6 @@ __all__ = ["error_from_body", "from_sdk_error", "is_retryable"]
 _RETRYABLE_ERROR_TYPES = frozenset({"overloaded_error", "api_error", "server_error"})
 # codes that say retrying cannot help even though the status is 429
 _HOPELESS_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
-
-
-def is_retryable(error: BaseException) -> bool:
-    """Tells whether trying a failed model call again may succeed: a ready ``retry_on`` predicate.
-
-    Use it as ``RetryPolicy(retry_on=is_retryable)``. The default ``retry_on=(Exception,)``
-    would also retry a 400 (a malformed request) or a 401 (a wrong key), which fail the same
-    way every time.
-
-    Args:
-        error: The exception a call raised.
-
-    Returns:
-        For a `ProviderError`, its ``retryable`` flag: True for 408, 409, 429 and 5xx answers,
-        overload, timeouts and connection errors, unless the provider said otherwise with an
-        ``x-should-retry`` header or an error code such as ``insufficient_quota``. True for
-        `Elapsed` (a `TimeoutLayer` ran out; the next try may be faster). False for anything
-        else.
-    """
-    if isinstance(error, ProviderError):
-        return error.retryable
-    return isinstance(error, Elapsed)
 
 
 def _should_retry_header(headers: Mapping[str, str] | None) -> bool | None:

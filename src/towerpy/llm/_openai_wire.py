@@ -15,7 +15,14 @@ if TYPE_CHECKING:
     from ..tools.models import ToolSpec
     from .messages import ChatRequest
 
-__all__ = ["to_outcome", "to_wire_messages", "to_wire_tools"]
+__all__ = [
+    "build_outcome",
+    "new_call_id",
+    "read_usage",
+    "to_outcome",
+    "to_wire_messages",
+    "to_wire_tools",
+]
 
 # OpenAI has no error flag on tool messages: the text carries it
 ERROR_PREFIX = "Error: "
@@ -86,7 +93,8 @@ def to_wire_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
     ]
 
 
-def _usage(raw: Any) -> Usage | None:
+def read_usage(raw: Any) -> Usage | None:
+    """Reads Chat Completions ``usage`` (None when the server sent none)."""
     if raw is None:
         return None
     details = getattr(raw, "prompt_tokens_details", None)
@@ -117,12 +125,6 @@ def to_outcome(request: ChatRequest, completion: Any) -> StepOutcome:
         )
     choice = choices[0]
     wire_message = choice.message
-    finish_reason: str | None = choice.finish_reason
-    content: str | None = wire_message.content
-    refusal = getattr(wire_message, "refusal", None)
-    if refusal:
-        finish_reason = "refusal"
-        content = content or refusal
     calls: list[ToolCall] = []
     for wire_call in wire_message.tool_calls or ():
         function = getattr(wire_call, "function", None)
@@ -137,18 +139,45 @@ def to_outcome(request: ChatRequest, completion: Any) -> StepOutcome:
         calls.append(
             ToolCall(
                 # some compatible servers send no id; the result must still find its call
-                id=wire_call.id or f"call_{secrets.token_hex(12)}",
+                id=wire_call.id or new_call_id(),
                 name=function.name,
                 arguments=arguments,
                 raw_arguments=raw,
             )
         )
+    return build_outcome(
+        request,
+        wire_message.content,
+        getattr(wire_message, "refusal", None),
+        calls,
+        read_usage(getattr(completion, "usage", None)),
+        choice.finish_reason,
+    )
+
+
+def new_call_id() -> str:
+    """An id for a tool call a compatible server sent without one."""
+    return f"call_{secrets.token_hex(12)}"
+
+
+def build_outcome(
+    request: ChatRequest,
+    content: str | None,
+    refusal: str | None,
+    calls: list[ToolCall],
+    usage: Usage | None,
+    finish_reason: str | None,
+) -> StepOutcome:
+    """The `StepOutcome` of an answer, read whole (`to_outcome`) or streamed."""
+    if refusal:
+        finish_reason = "refusal"
+        content = content or refusal
     message = Message(role="assistant", content=content, tool_calls=calls)
     # built from validated parts: skip re-validating the whole conversation on every step
     return StepOutcome.model_construct(
         messages=[*request.messages, message],
         tool_calls=[call.to_invocation() for call in calls],
         done=not calls,
-        usage=_usage(getattr(completion, "usage", None)),
+        usage=usage,
         finish_reason=finish_reason,
     )

@@ -6,17 +6,31 @@ import importlib
 import inspect
 import json
 import re
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import ValidationError
 from pydantic_core import from_json
 
 from .._validate import check_mapping
+from ._errors import from_sdk_error, unreadable_answer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
     from types import ModuleType
 
-__all__ = ["check_params", "import_sdk", "parse_arguments"]
+    from .events import StepEvent
+
+__all__ = [
+    "StreamReader",
+    "check_params",
+    "import_sdk",
+    "parse_arguments",
+    "read_stream",
+]
+
+# what a lax compatible server's answer can make the readers raise
+UNREADABLE = (ValidationError, AttributeError, TypeError)
 
 
 def import_sdk(module: str, extra: str, who: str) -> ModuleType:
@@ -139,3 +153,83 @@ def _has_lone_surrogate(value: object) -> bool:
     if isinstance(value, list):
         return any(_has_lone_surrogate(item) for item in value)
     return False
+
+
+class StreamReader(Protocol):
+    """Reads the items of one streamed answer (chunks, or server-sent events) into step events."""
+
+    def feed(self, item: Any) -> list[StepEvent]:
+        """Reads one item of the stream."""
+        ...
+
+    def finish(self) -> list[StepEvent]:
+        """Ends the answer; the last event is `ModelFinished`."""
+        ...
+
+
+async def read_stream(
+    sdk: ModuleType,
+    provider: str,
+    create: Callable[..., Awaitable[Any]],
+    kwargs: dict[str, Any],
+    reader_for: Callable[[str | None], StreamReader],
+) -> AsyncGenerator[StepEvent, None]:
+    """Makes a streamed SDK call and yields its step events.
+
+    The response is closed however the generator is left.
+
+    Args:
+        sdk: The SDK module, for its exception classes.
+        provider: ``"openai"`` or ``"anthropic"``.
+        create: The SDK method; ``create(**kwargs)`` returns the SDK's stream.
+        kwargs: Its arguments, ``stream=True`` included.
+        reader_for: Makes the reader, given the provider's request id.
+
+    Raises:
+        ProviderError: The provider failed, before or during the answer (an error event, a
+            connection cut or timeout while reading), or the answer could not be read.
+    """
+    try:
+        items = await create(**kwargs)
+    except sdk.APIError as exc:
+        raise from_sdk_error(sdk, provider, exc) from exc
+    headers = items.response.headers
+    request_id = headers.get("x-request-id") or headers.get("request-id")
+    reader = reader_for(request_id)
+    async with items:
+        while True:
+            try:
+                item = await items.__anext__()
+            except StopAsyncIteration:
+                break
+            except sdk.APIError as exc:
+                raise from_sdk_error(sdk, provider, exc) from exc
+            except Exception as exc:
+                mapped = _transport_error(sdk, exc, items.response)
+                if mapped is None:
+                    raise
+                raise from_sdk_error(sdk, provider, mapped) from exc
+            try:
+                events = reader.feed(item)
+            except UNREADABLE as exc:  # a lax server's item the SDK let through unchecked
+                raise unreadable_answer(provider, exc, request_id=request_id) from exc
+            for event in events:
+                yield event
+    try:
+        events = reader.finish()
+    except UNREADABLE as exc:
+        raise unreadable_answer(provider, exc, request_id=request_id) from exc
+    for event in events:
+        yield event
+
+
+def _transport_error(sdk: ModuleType, exc: Exception, response: Any) -> Exception | None:
+    # some SDKs let the HTTP client's errors out of a stream unwrapped: wrap them as the SDK
+    # wraps them before the answer starts (a timeout, or a connection error)
+    hx = sys.modules.get(type(response).__module__.partition(".")[0])
+    if hx is None or not isinstance(exc, hx.TransportError):
+        return None
+    request = response.request
+    if isinstance(exc, hx.TimeoutException):
+        return sdk.APITimeoutError(request=request)  # type: ignore[no-any-return]
+    return sdk.APIConnectionError(request=request)  # type: ignore[no-any-return]

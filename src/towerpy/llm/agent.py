@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, final
 
 import anyio
 from pydantic import BaseModel, Field
+from typing_extensions import override
 
 from .. import _observe
 from .._runtime import _in_trio
 from .._service import Service
 from .._validate import check_instance, check_positive_int, check_str
 from ..errors import MaxStepsExceeded
+from ..limit.concurrency import ConcurrencyLimit
 from ..tools.parallel import JoinPolicy, ParallelToolRouter, catalog_of
 from ..tools.router import ToolRouter
 from .messages import ChatRequest, Message, StepOutcome, Usage
@@ -21,8 +23,10 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Self
 
+    from ..limit.protocols import ConcurrencyBackend
     from ..tools.models import ToolInvocation, ToolOutput, ToolSpec
     from ..tools.router import ToolCatalog
+    from ._agent_stream import AgentStream
 
 __all__ = ["Agent", "AgentResult"]
 
@@ -44,7 +48,7 @@ class AgentResult(BaseModel):
 
 
 @final
-class Agent:
+class Agent(Service[str | list[Message], AgentResult]):
     """Runs the loop step → tools → step until the model answers without asking for tools.
 
     Each model call is a `ChatRequest` with the conversation so far and the specs of the
@@ -54,12 +58,23 @@ class Agent:
     through a `ParallelToolRouter` and appends one tool message per call, in call order. One
     agent object may run any number of conversations at once.
 
+    An agent is a service of whole runs: ``await agent(prompt)`` is ``await agent.run(prompt)``,
+    so any layer wraps it — ``ServiceBuilder().concurrency_limit(2).timeout(120).service(agent)``
+    allows two runs at once and cancels a run (its model call and its tools) after two
+    minutes. ``ready()`` returns at once; the step service and the tools wait for their own
+    capacity.
+
     Args:
         step: The step service: one model call per request.
         tools: The tools the model may call (a `ToolRouter`, perhaps wrapped in layers).
         max_steps: The most model calls one `run` makes.
         system: A system message put first in every conversation.
-        tool_limit: The most tool calls of one model answer in flight at once.
+        tool_limit: The most tool calls of one model answer (one batch) in flight at once.
+            It bounds each batch on its own: runs going on at the same time each have their
+            own ``tool_limit``.
+        shared_tool_limit: The most tool calls in flight across every run of this agent at
+            once (an int), or a `ConcurrencyLimiter` to share that bound with other agents;
+            None (the default) for no bound beyond ``tool_limit``. Both bounds hold together.
         policy: What happens when a tool call fails (default: the model reads the error).
         tool_timeout: Seconds each tool may run once it has started (waiting for its
             concurrency permit or a worker thread is not counted), or None.
@@ -73,7 +88,8 @@ class Agent:
             and no ``catalog`` is given (the model could not be told which tools it has), or
             another argument has the wrong type (``max_steps`` not an int, ``system`` not a
             str...).
-        ValueError: ``max_steps`` or ``tool_limit`` below 1 (and see `ParallelToolRouter`).
+        ValueError: ``max_steps``, ``tool_limit`` or ``shared_tool_limit`` below 1 (and see
+            `ParallelToolRouter`).
     """
 
     __slots__ = ("_catalog", "_parallel", "max_steps", "step", "system", "tools")
@@ -90,6 +106,7 @@ class Agent:
         tool_timeout: float | None = None,
         wait_timeout: float | None = None,
         catalog: ToolCatalog | None = None,
+        shared_tool_limit: int | ConcurrencyBackend | None = None,
     ) -> None:
         check_instance("step", step, Service, "a step service (e.g. a ScriptedModel)")
         if tools is not None:
@@ -111,6 +128,10 @@ class Agent:
                 f"ToolRouter; pass the ToolRouter inside it as catalog=..."
             )
         self._catalog: ToolCatalog = found
+        if isinstance(shared_tool_limit, int):
+            router = ConcurrencyLimit(router, shared_tool_limit)
+        elif shared_tool_limit is not None:
+            router = ConcurrencyLimit(router, limiter=shared_tool_limit)
         self._parallel = ParallelToolRouter(
             router,
             tool_limit,
@@ -124,6 +145,11 @@ class Agent:
     def specs(self) -> list[ToolSpec]:
         """The specs every request carries: those of the catalog (``tools``)."""
         return list(self._catalog.specs)
+
+    @override
+    async def call(self, request: str | list[Message]) -> AgentResult:
+        """Runs one conversation: `run`."""
+        return await self.run(request)
 
     async def run(self, prompt: str | list[Message]) -> AgentResult:
         """Runs one conversation to the model's final answer.
@@ -166,6 +192,45 @@ class Agent:
                 outcome = outcome.with_tool_results(await self._parallel(outcome.tool_calls))
             messages = list(outcome.messages)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def run_stream(self, prompt: str | list[Message], *, early_start: bool = True) -> AgentStream:
+        """Runs one conversation as `run` does, yielding its events as they happen.
+
+        Consume it as ``async with agent.run_stream(prompt) as events: async for event in
+        events:``. It yields every event of each model call (`TextDelta`, `ToolCallStarted`,
+        `ToolCallComplete`, `ModelFinished`), `ToolStarted` and `ToolFinished` for each tool
+        call, `StepFinished` after each step, and lastly `RunFinished` with the `AgentResult`.
+        The model is called through its ``stream(request)`` method when the step service has
+        one (the provider adapters and `ScriptedModel` do; layers around them do not pass it
+        through), else through ``call()``, as one `ModelFinished` event.
+
+        With ``early_start``, each tool call starts the moment its arguments are complete,
+        while the model is still writing the rest of its answer: through the same
+        `ParallelToolRouter` as `run`, under the same limit, timeouts, barriers and join
+        policy, and the next model call still sees the results in call order. On the last
+        allowed step no tool starts (the run fails with `MaxStepsExceeded`, as `run` does).
+
+        Leaving the ``async with`` block, by a ``break``, an exception or a cancellation,
+        cancels the model call and every tool the run started, and waits for them. See
+        `AgentStream` for iterating without the block.
+
+        Args:
+            prompt: The user's message, or a conversation to continue.
+            early_start: Start each tool call as soon as it is complete (True), or only once
+                the model's answer is over (False, as `run` does).
+
+        Returns:
+            The stream of the run's events; the run fails by raising from the iteration
+            (`MaxStepsExceeded`, a provider's error, a tool's under ``FAIL_FAST``/``JOIN_ALL``).
+
+        Raises:
+            ValueError: ``prompt`` is neither a str nor a non-empty list of messages.
+            TypeError: ``early_start`` is not a bool, or a message of ``prompt`` not a message.
+        """
+        from ._agent_stream import AgentStream  # here: that module imports this one
+
+        check_instance("early_start", early_start, bool, "a bool")
+        return AgentStream(self, self._start(prompt), early_start=early_start)
 
     def run_sync(self, prompt: str | list[Message], *, backend: str = "asyncio") -> AgentResult:
         """Runs `run` in a new event loop, for scripts and notebooks without one.

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, final
 
-from pydantic import ValidationError
 from typing_extensions import override
 
 from .._service import Service
 from .._validate import check_instance, check_int, check_positive_int, check_str
+from ._anthropic_stream import EventReader
 from ._anthropic_wire import to_outcome, to_wire, to_wire_tools
 from ._errors import from_sdk_error, unreadable_answer
-from ._sdk import check_params, import_sdk
+from ._sdk import UNREADABLE, check_params, import_sdk, read_stream
+from .events import StepStream
 from .messages import ChatRequest, StepOutcome
 
 if TYPE_CHECKING:
@@ -38,8 +39,11 @@ class AnthropicModel(Service[ChatRequest, StepOutcome], direct_call=True):
     ``ready()`` returns at once: the service has no capacity of its own. ``call()`` converts the
     request, awaits the SDK and converts the answer: text blocks are joined, ``tool_use`` blocks
     become tool calls, and ``done`` is True exactly when the model asked for no tool. Extended
-    thinking and server tools are not supported yet: their blocks are not kept. The object is
-    safe to share between any number of tasks.
+    thinking and server tools are not supported yet: their blocks are not kept.
+    ``stream(request)`` makes the same call streamed (``stream=True``): a `StepStream` of text
+    deltas and tool calls as they arrive, each call complete when its ``tool_use`` block stops,
+    then the outcome ``call()`` would have returned. The object is safe to share between any
+    number of tasks.
 
     The SDK's own retries are off (``max_retries=0``, also on a client you pass in, through
     ``client.with_options``) so that `RetryLayer` is the one place retries happen.
@@ -147,10 +151,33 @@ class AnthropicModel(Service[ChatRequest, StepOutcome], direct_call=True):
             raise from_sdk_error(self._sdk, "anthropic", exc) from exc
         try:
             return to_outcome(request, message)
-        except (ValidationError, AttributeError, TypeError) as exc:
+        except UNREADABLE as exc:
             # a lax compatible server sent something the SDK let through unchecked
             request_id = getattr(message, "_request_id", None)
             raise unreadable_answer("anthropic", exc, request_id=request_id) from exc
+
+    def stream(self, request: ChatRequest) -> StepStream:
+        """Makes the call streamed: the answer's events as they arrive (see `StepStream`).
+
+        The request is sent when the stream is first read. The last event is the
+        `ModelFinished` whose outcome ``call()`` would have returned.
+
+        Raises:
+            ValueError: At once: the conversation cannot be sent (see `wire_request`).
+            ProviderError: While reading: the provider failed, before or during the answer
+                (an ``error`` event such as ``overloaded_error``, a connection cut), or the
+                answer could not be read.
+        """
+        kwargs = self.wire_request(request)
+        kwargs["stream"] = True
+        events = read_stream(
+            self._sdk,
+            "anthropic",
+            self._create,
+            kwargs,
+            lambda request_id: EventReader(request, request_id=request_id),
+        )
+        return StepStream(events)
 
     async def aclose(self) -> None:
         """Closes the client if the service built it; a client you passed stays open."""

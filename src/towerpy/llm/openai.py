@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, final
 
-from pydantic import ValidationError
 from typing_extensions import override
 
 from .._service import Service
 from .._validate import check_instance, check_int, check_positive_int, check_str
 from ._errors import from_sdk_error, unreadable_answer
+from ._openai_stream import ChunkReader
 from ._openai_wire import to_outcome, to_wire_messages, to_wire_tools
-from ._sdk import check_params, import_sdk
+from ._sdk import UNREADABLE, check_params, import_sdk, read_stream
+from .events import StepStream
 from .messages import ChatRequest, StepOutcome
 
 if TYPE_CHECKING:
@@ -150,10 +151,34 @@ class OpenAIChatModel(Service[ChatRequest, StepOutcome], direct_call=True):
             raise from_sdk_error(self._sdk, "openai", exc) from exc
         try:
             return to_outcome(request, completion)
-        except (ValidationError, AttributeError, TypeError) as exc:
+        except UNREADABLE as exc:
             # a lax compatible server sent something the SDK let through unchecked
             request_id = getattr(completion, "_request_id", None)
             raise unreadable_answer("openai", exc, request_id=request_id) from exc
+
+    def stream(self, request: ChatRequest) -> StepStream:
+        """Makes the call streamed: the answer's events as they arrive (see `StepStream`).
+
+        The request is sent when the stream is first read. The last event is the
+        `ModelFinished` whose outcome ``call()`` would have returned.
+
+        Raises:
+            ValueError: At once: the conversation cannot be sent (see `wire_request`).
+            ProviderError: While reading: the provider failed, before or during the answer
+                (an error event in the stream, a connection cut), or the answer could not be
+                read.
+        """
+        kwargs = self.wire_request(request)
+        kwargs["stream"] = True
+        kwargs.setdefault("stream_options", {"include_usage": True})
+        events = read_stream(
+            self._sdk,
+            "openai",
+            self._create,
+            kwargs,
+            lambda request_id: ChunkReader(request, request_id=request_id),
+        )
+        return StepStream(events)
 
     async def aclose(self) -> None:
         """Closes the client if the service built it; a client you passed stays open."""

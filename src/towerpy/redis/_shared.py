@@ -12,6 +12,10 @@ Every object of this module lives in one process. Per limiter object there is:
   and wakes any waiter whose turn came without a message reaching it (pub/sub is at-most-once:
   it only speeds things up; this is the guarantee).
 
+``flush()`` waits until everything queued so far has been sent, and every script a caller had
+started has been answered: counters of work queued and sent, and of scripts started, tell it
+when; each step of progress wakes it, it never polls.
+
 They run inside ``async with limiter:``. Outside it, acquiring raises `ServiceClosed`.
 
 Redis being unreachable or slow is decided here: each operation runs under ``op_timeout``;
@@ -123,6 +127,13 @@ class Shared:
         self._pending: dict[Any, list[Any]] = {}
         self._work: anyio.Event | None = None
         self._dropped_logged = False
+        # what flush() waits on: items queued and sent so far, and the scripts of callers
+        # still waiting for their reply (numbered in the order they started)
+        self._queued = 0
+        self._sent = 0
+        self._started = itertools.count()
+        self._answering: dict[int, None] = {}
+        self._progress: anyio.Event | None = None
         if _running_trio_or_asyncio():
             self.conn.check_backend(who)
 
@@ -189,6 +200,28 @@ class Shared:
             task_group.cancel_scope.cancel()
         finally:
             await task_group.__aexit__(None, None, None)
+            self._sent = self._queued  # sent by the close, or dropped with the sender
+            self._progressed()
+
+    async def flush(self) -> None:
+        """Waits until the work queued so far is sent and the scripts under way are answered.
+
+        Queued work (releases, refunds, charges, tickets withdrawn) is retried while Redis is
+        unreachable, as long as each kind is kept; what is dropped then counts as done.
+        """
+        queued = self._queued
+        started = next(self._started)  # every caller's script before this one
+        while self._sent < queued or (self._answering and next(iter(self._answering)) < started):
+            progress = self._progress
+            if progress is None:
+                progress = self._progress = anyio.Event()
+            await progress.wait()
+
+    def _progressed(self) -> None:
+        progress = self._progress
+        if progress is not None:
+            self._progress = None
+            progress.set()
 
     # --- operations ----------------------------------------------------------------------------
 
@@ -206,6 +239,9 @@ class Shared:
         Raises:
             LimiterUnavailable: Redis could not be reached, and the policy is ``"raise"``.
         """
+        number = next(self._started)
+        answering = self._answering
+        answering[number] = None
         try:
             reply = await self._call(script, keys, args)
         except self._unavailable as exc:
@@ -221,6 +257,10 @@ class Shared:
                 limiter=self.who,
                 retry_after=max(1.0, self.op_timeout),
             ) from exc
+        finally:
+            del answering[number]
+            if self._progress is not None:  # a flush() waits
+                self._progressed()
         if self._outage:
             self._back()
         result: list[Any] = reply
@@ -286,6 +326,7 @@ class Shared:
                 )
             return
         self._pending.setdefault(target, []).append(item)
+        self._queued += 1
         work = self._work
         if work is not None:
             work.set()
@@ -321,12 +362,15 @@ class Shared:
                 self._work = work = anyio.Event()
                 await work.wait()
             batch, self._pending = self._pending, {}
+            queued = self._queued
             for target, items in batch.items():
                 if target is _RENEW:
                     with contextlib.suppress(Unreachable):  # logged; the next period tries again
                         await self.renew()
                 else:
                     await self._deliver(target, items)
+            self._sent = queued
+            self._progressed()
 
     async def _deliver(self, target: Any, items: list[Any]) -> None:
         batch = secrets.token_hex(8)  # the same name on every retry: applied once

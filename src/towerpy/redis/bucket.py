@@ -348,6 +348,18 @@ class RedisTokenBucket:
             self._rate, self._per, self.burst, tokens, waiting, here, shared.unchecked
         )
 
+    async def flush(self) -> None:
+        """Waits until Redis has seen everything this process asked of the limiter so far.
+
+        When it returns, the refunds, charges and withdrawn tickets queued before the call
+        have been sent (or dropped after Redis stayed unreachable as long as they are retried,
+        as logged), and every acquisition that had asked Redis has been answered (one still
+        waiting waits for its turn, no longer for a reply). It covers every view of the bucket
+        (`for_key`), which share one queue, and never polls. Useful before handing over to
+        another process, and in tests, to look at Redis after a refund that is still queued.
+        """
+        await self._shared.flush()
+
     async def __aenter__(self) -> Self:
         """Starts the background work: wake-ups, queued refunds and charges, renewals.
 

@@ -15,7 +15,14 @@ layer with a given capacity, and run the checks::
 `MockService` the suite answers by hand, and the capacity the check needs (1 or 2); the
 service it returns must hold exactly that much capacity of its own. Each check runs inside
 ``async with service:``, in whatever time the test runs in (virtual time is best: a wait
-that should not happen then fails at once, bounded by a virtual hour).
+that should not happen then fails at once, bounded by a virtual hour, ``bound``).
+
+A service whose capacity is kept elsewhere (in Redis, behind a queue a background task
+sends) is checked on the real clock: give ``bound`` a few seconds, start the background work
+in the service's own ``__aenter__``, and pass ``settle``, awaited with the service before each
+look at its capacity and, once every task has blocked, at who waits in it: it returns when
+the remote state has caught up (what was queued is sent, every request under way has its
+answer); the limiters of `towerpy.redis` have ``flush()`` for that (docs/distributed.md).
 
 The profile says which rules apply: ``ready_reserves=False`` for a service whose ``ready()``
 cannot reserve (its capacity depends on the request: a keyed limit, a rate limit with
@@ -33,7 +40,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 import anyio.abc
 
-from .._validate import check_callable
+from .._validate import check_callable, check_positive_number
 from ..errors import Overloaded
 from .mock import MockHandle, MockService, mock_service
 from .virtual import wait_all_tasks_blocked
@@ -44,8 +51,6 @@ if TYPE_CHECKING:
     from .._service import Service
 
 __all__ = ["ServiceContract"]
-
-_BOUND = 3600.0  # seconds a step that must not wait may take before the check fails
 
 
 class _Run:
@@ -60,7 +65,7 @@ class _Run:
 
     async def answer(self) -> Any:
         """Waits (bounded) for the next request to reach the inner service, and answers it."""
-        with anyio.fail_after(_BOUND):
+        with anyio.fail_after(self.contract.bound):
             request, responder = await self.handle.next_request()
         responder.send(request)
         return request
@@ -76,16 +81,33 @@ class _Run:
             except Exception as exc:
                 errors.append(exc)
 
-        with anyio.fail_after(_BOUND):
+        with anyio.fail_after(self.contract.bound):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run)
         if errors:
             raise errors[0]
         return results[0]
 
+    async def settled(self) -> None:
+        """Waits until every task is blocked and, through ``settle``, the remote state too."""
+        await wait_all_tasks_blocked()
+        if self.contract.settle is not None:
+            await self.settle()
+            await wait_all_tasks_blocked()  # what the answers woke has run
+
+    async def settle(self) -> None:
+        """Waits (bounded) for the contract's ``settle``, if it has one."""
+        settle = self.contract.settle
+        if settle is not None:
+            with anyio.fail_after(self.contract.bound):
+                await settle(self.service)
+
     async def is_free(self) -> bool:
         """Tells, from another task, whether a call could start now without waiting."""
         service = self.service
+        # no wait for the other tasks here: what a service gives back "at once" must be
+        # seen at once (a remote one's, once what it queued has been sent)
+        await self.settle()
 
         async def probe() -> bool:
             if not self.contract.sheds:
@@ -114,7 +136,7 @@ class _Run:
                 await self.service.call(self.contract.request)
 
         tg.start_soon(run)
-        await wait_all_tasks_blocked()
+        await self.settled()
         return scope
 
 
@@ -123,14 +145,14 @@ async def _ready_reserves_what_other_tasks_see_as_taken(run: _Run) -> None:
     assert not await run.is_free(), "after ready(), another task could still start a call"
     async with anyio.create_task_group() as tg:
         tg.start_soon(run.answer)
-        with anyio.fail_after(_BOUND):
+        with anyio.fail_after(run.contract.bound):
             await run.service.call(run.contract.request)
     if run.contract.capacity_returns:
         assert await run.is_free(), "the capacity was not given back after the call returned"
 
 
 async def _a_second_ready_keeps_one_reservation(run: _Run) -> None:
-    with anyio.fail_after(_BOUND):
+    with anyio.fail_after(run.contract.bound):
         await run.service.ready()
         await run.service.ready()  # must not wait: the task holds a reservation already
     assert await run.is_free(), "a second ready() took a second reservation"
@@ -143,7 +165,7 @@ async def _a_call_after_ready_does_not_wait(run: _Run) -> None:
     await run.service.ready()
     async with anyio.create_task_group() as tg:
         tg.start_soon(run.answer)
-        with anyio.fail_after(_BOUND):
+        with anyio.fail_after(run.contract.bound):
             await run.service.call(run.contract.request)
 
 
@@ -163,15 +185,18 @@ async def _drop_reservation_gives_it_back_at_once(run: _Run) -> None:
 
 async def _a_task_cancelled_in_ready_holds_nothing(run: _Run) -> None:
     await run.service.ready()  # this task takes the only capacity
-    with anyio.move_on_after(1):
-        await run.in_other_task(run.service.ready)  # waits, and is cancelled waiting
+    with anyio.fail_after(run.contract.bound):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run.service.ready)
+            await run.settled()  # it waits,
+            tg.cancel_scope.cancel()  # and is cancelled waiting
     run.service.drop_reservation()
     assert await run.is_free(), "a task cancelled while waiting in ready() kept capacity"
 
 
 async def _try_ready_does_not_wait_and_holds_nothing_when_it_fails(run: _Run) -> None:
     await run.service.ready()
-    with anyio.fail_after(_BOUND):
+    with anyio.fail_after(run.contract.bound):
         assert not await run.in_other_task(run.service.try_ready)
     run.service.drop_reservation()
     assert await run.is_free(), "a failed try_ready() kept capacity"
@@ -202,7 +227,7 @@ async def _a_call_alone_waits_for_capacity(run: _Run) -> None:
         assert run.handle.pending == pending, "a call did not wait for capacity that was taken"
         if holder is not None and not run.contract.capacity_returns:
             await run.answer()  # the capacity is spent, not given back: the waiter goes on waiting
-            await wait_all_tasks_blocked()
+            await run.settled()
             assert run.handle.pending == 0
             waiter.cancel()
             return
@@ -215,7 +240,7 @@ async def _a_call_cancelled_while_waiting_holds_nothing(run: _Run) -> None:
         holder = await _hold_the_capacity(run, tg)
         waiter = await run.start_call(tg)
         waiter.cancel()
-        await wait_all_tasks_blocked()
+        await run.settled()
         if holder is not None and not run.contract.capacity_returns:
             tg.cancel_scope.cancel()  # spent capacity: nothing to see come back
             return
@@ -227,7 +252,7 @@ async def _a_running_call_gives_its_capacity_back_however_it_ends(run: _Run) -> 
     for ending in ("raise", "cancel"):
         async with anyio.create_task_group() as tg:
             scope = await run.start_call(tg)
-            with anyio.fail_after(_BOUND):
+            with anyio.fail_after(run.contract.bound):
                 _, responder = await run.handle.next_request()
             if ending == "raise":
                 responder.fail(LookupError("the inner call failed"))
@@ -239,7 +264,7 @@ async def _a_running_call_gives_its_capacity_back_however_it_ends(run: _Run) -> 
 async def _a_call_refused_under_load_shedding_holds_nothing(run: _Run) -> None:
     async with anyio.create_task_group() as tg:
         holder = await _hold_the_capacity(run, tg)
-        with anyio.fail_after(_BOUND):
+        with anyio.fail_after(run.contract.bound):
             try:
                 await run.in_other_task(lambda: run.service.call(run.contract.request))
             except Overloaded:
@@ -291,6 +316,12 @@ class ServiceContract:
         capacity_returns: A call gives its capacity back when it ends (False: it spends it).
         sheds: Where a call would wait, it raises `Overloaded` instead.
         request: The request the checks send; the inner mock answers it with itself.
+        bound: Seconds a step that must not wait may take before the check fails: a virtual
+            hour by default; a few seconds for a service checked on the real clock.
+        settle: For a service whose capacity is kept elsewhere: ``await settle(service)``
+            returns once the remote state has caught up with what the service did (queued
+            work sent, requests under way answered). The suite awaits it before each look at
+            the capacity and, once every task has blocked, at who waits.
     """
 
     make: Callable[[Service[Any, Any], int], Service[Any, Any]]
@@ -298,6 +329,8 @@ class ServiceContract:
     capacity_returns: bool = True
     sheds: bool = False
     request: Any = "request"
+    bound: float = 3600.0
+    settle: Callable[[Service[Any, Any]], Awaitable[None]] | None = None
 
     def checks(self) -> list[str]:
         """Returns the names of the checks that apply to this profile."""
@@ -333,3 +366,6 @@ class ServiceContract:
         check_callable("make", self.make, what="a function make(inner, capacity) -> Service")
         if self.sheds and not self.capacity_returns:
             raise ValueError("ServiceContract: sheds=True needs capacity that calls give back")
+        if self.settle is not None:
+            check_callable("settle", self.settle, what="a function settle(service) -> awaitable")
+        check_positive_number("bound", self.bound)

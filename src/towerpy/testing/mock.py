@@ -12,7 +12,7 @@ from typing_extensions import override
 from .._service import Service
 from .._validate import check_instance, check_int
 from .._waiter import Permits
-from ..lowlevel import held, hold, take_or_acquire_nowait
+from ..lowlevel import held, hold, take_or_acquire_nowait, wait_for_capacity
 
 __all__ = ["MockHandle", "MockService", "Responder", "mock_service"]
 
@@ -190,7 +190,7 @@ class MockService(Service[ReqT, RespT], direct_call=True):
     async def call(self, request: ReqT) -> RespT:
         handle = self._handle
         if take_or_acquire_nowait(self, handle._take_nowait_token) is None:
-            await handle._take()
+            await wait_for_capacity(self, handle._take)
         return await handle._receive(request)._wait()
 
     def __repr__(self) -> str:

@@ -7,7 +7,7 @@ trio's autojump does, so tests that wait on real processes or sockets run on the
 
 `wait_all_tasks_blocked` returns once every other task is blocked without moving the clock, on
 both backends (anyio's own version sleeps in 0.1 s steps on asyncio, which moves a virtual
-clock).
+clock, and costs 0.1 s of a real one whenever a task is still runnable).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = ["VirtualTimeEventLoop", "wait_all_tasks_blocked"]
+
+_CHECKPOINTS = 100  # loop passes given to runnable tasks before anyio's 0.1 s steps
 
 
 class _JumpingSelector(selectors.BaseSelector):
@@ -136,11 +138,25 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
 async def wait_all_tasks_blocked() -> None:
     """Waits until every other task is blocked, without moving a virtual clock.
 
-    On a `VirtualTimeEventLoop` this is exact; elsewhere it is `anyio.wait_all_tasks_blocked`.
+    On a `VirtualTimeEventLoop` this is exact. On another asyncio loop, tasks still runnable
+    get a few loop passes first (a step usually wakes a few tasks that block again at once),
+    then it is `anyio.wait_all_tasks_blocked`, as it is on trio.
     """
     if not _in_trio():
         loop = asyncio.get_running_loop()
         if isinstance(loop, VirtualTimeEventLoop):
             await loop._wait_idle()
             return
+        this = asyncio.current_task()
+        for _ in range(_CHECKPOINTS):
+            await asyncio.sleep(0)
+            if all(_blocked(task) for task in asyncio.all_tasks(loop) if task is not this):
+                return
     await anyio.wait_all_tasks_blocked()
+
+
+def _blocked(task: asyncio.Task[Any]) -> bool:
+    # what anyio's version looks at: the future the task waits on (asyncio's own attribute;
+    # without it, no task counts as blocked and anyio's version decides)
+    waiter = getattr(task, "_fut_waiter", None)
+    return waiter is not None and not waiter.done()

@@ -15,7 +15,13 @@ if TYPE_CHECKING:
     from ._batch import Batch
     from .models import ToolInvocation, ToolOutput
 
-__all__ = ["attach_outcomes", "describe_failure", "report_threads", "stray_cancellation"]
+__all__ = [
+    "attach_outcomes",
+    "describe_failure",
+    "replace_note",
+    "report_threads",
+    "stray_cancellation",
+]
 
 _MESSAGE_LIMIT = 1000  # characters of an error message shown to the model
 _NOTE = "towerpy tool batch:"  # starts every note a batch adds to an exception
@@ -62,12 +68,19 @@ def stray_cancellation(error: BaseException) -> bool:
     return task is not None and not task.cancelling()
 
 
-def _replace_note(error: BaseException, note: str) -> None:
-    # one note per batch kind: an exception raised again and again keeps one, the latest
+def replace_note(error: BaseException, prefix: str, note: str) -> None:
+    """Adds ``prefix note`` to ``error``, in place of any earlier note starting with ``prefix``.
+
+    One note per kind: an exception object raised again and again keeps one, the latest.
+    """
     notes = getattr(error, "__notes__", None)
     if isinstance(notes, list):
-        notes[:] = [n for n in notes if not (isinstance(n, str) and n.startswith(_NOTE))]
-    error.add_note(note)
+        notes[:] = [n for n in notes if not (isinstance(n, str) and n.startswith(prefix))]
+    error.add_note(f"{prefix} {note}")
+
+
+def _replace_note(error: BaseException, note: str) -> None:
+    replace_note(error, _NOTE, note)
 
 
 def attach_outcomes(
@@ -90,7 +103,7 @@ def attach_outcomes(
     shown = ", ".join(failed[:_NAMES_SHOWN]) + (", …" if len(failed) > _NAMES_SHOWN else "")
     _replace_note(
         error,
-        f"{_NOTE} {len(failed)} of {len(outcomes)} invocations failed (JOIN_ALL): {shown}; "
+        f"{len(failed)} of {len(outcomes)} invocations failed (JOIN_ALL): {shown}; "
         f"this is the earliest in request order; every outcome, in order, is in .tool_outcomes",
     )
 
@@ -105,7 +118,7 @@ def report_threads(error: Exception, batch: Batch) -> None:
     )
     _replace_note(
         error,
-        f"{_NOTE} {len(running)} worker thread(s) of cancelled sync tools were still running "
+        f"{len(running)} worker thread(s) of cancelled sync tools were still running "
         f"when the batch raised ({shown}); Python cannot stop a thread: each keeps its "
         f"ThreadLimiter slot until its function returns",
     )

@@ -9,6 +9,11 @@ workers), so a batch of slow calls reaches ``limit`` concurrent workers a loop r
 Every helper runs in an anyio cancel scope of its own, so cancelling the fan-out reaches each of
 them the anyio way (shielded cleanup inside a tool is respected); nothing outlives `FanOut.run`.
 
+A worker that finds nothing to take ends, and its place is free again: when calls become pending
+later (a dependency graph releases the calls that waited on one that finished), the next
+`FanOut.demand` starts helpers for them, up to ``limit`` workers. Helpers started but not yet
+running count as spare: they will take pending calls, so no more are started for those.
+
 - asyncio: the calling task schedules one cheap ``call_soon`` callback before each call it
   starts while more are pending; the callback runs only if that call blocks, and starts the
   helpers as plain asyncio tasks (an anyio task costs several times as much to start).
@@ -38,6 +43,7 @@ class FanOut:
 
     def demand(self) -> None:
         """Called by a worker about to start a call while more are waiting to be taken."""
+        raise NotImplementedError  # pragma: no cover
 
     def cancel(self) -> None:
         """Cancels every worker, the calling task's included; no new helper starts."""
@@ -72,6 +78,7 @@ class _AsyncioFanOut(FanOut):
         "_pending",
         "_running",
         "_scopes",
+        "_spare",
         "_work",
     )
 
@@ -82,7 +89,8 @@ class _AsyncioFanOut(FanOut):
         self._pending = pending
         self._work = work
         self._loop: asyncio.AbstractEventLoop = running_loop()
-        self._alive = 1  # the calling task
+        self._alive = 1  # workers not yet ended: the calling task, and helpers
+        self._spare = 0  # helpers started that have not yet run
         self._running = 0  # helpers not yet finished
         self._cancelled = False
         self._handle: asyncio.Handle | None = None
@@ -99,19 +107,24 @@ class _AsyncioFanOut(FanOut):
         self._handle = None
         if self._cancelled:
             return
-        for _ in range(min(self._limit - self._alive, self._pending())):
+        for _ in range(min(self._limit - self._alive, self._pending() - self._spare)):
             self._alive += 1
+            self._spare += 1
             self._running += 1
             task = self._loop.create_task(self._helper())
             task.add_done_callback(self._finished)
 
     async def _helper(self) -> None:
-        if self._cancelled:  # cancelled before it ran: it takes nothing
-            return
-        scope = anyio.CancelScope()  # made here: anyio needs a task to tell the backend
-        self._scopes.append(scope)
-        with scope:
-            await self._work(self)
+        self._spare -= 1
+        try:
+            if self._cancelled:  # cancelled before it ran: it takes nothing
+                return
+            scope = anyio.CancelScope()  # made here: anyio needs a task to tell the backend
+            self._scopes.append(scope)
+            with scope:
+                await self._work(self)
+        finally:
+            self._alive -= 1  # at once, not in the done callback: its place is free now
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running -= 1
@@ -143,6 +156,7 @@ class _AsyncioFanOut(FanOut):
         try:
             with own:
                 await self._work(self)
+            self._alive -= 1
             await self._helpers_done()
         except BaseException:
             self.cancel()
@@ -158,7 +172,7 @@ class _AsyncioFanOut(FanOut):
 
 @final
 class _TrioFanOut(FanOut):
-    __slots__ = ("_alive", "_group", "_limit", "_pending", "_work")
+    __slots__ = ("_alive", "_cancelled", "_group", "_limit", "_pending", "_spare", "_work")
 
     def __init__(
         self, limit: int, pending: Callable[[], int], work: Callable[[FanOut], Awaitable[None]]
@@ -166,19 +180,35 @@ class _TrioFanOut(FanOut):
         self._limit = limit
         self._pending = pending
         self._work = work
-        self._alive = 1
+        self._alive = 1  # workers not yet ended: the calling task, and helpers
+        self._spare = 0  # helpers started that have not yet run
+        self._cancelled = False
         self._group: Any = None
 
-    def _grow(self, most: int) -> None:
-        for _ in range(min(most, self._limit - self._alive, self._pending())):
+    def demand(self) -> None:
+        if not self._spare and self._alive < self._limit and not self._cancelled:
+            # the helper, once it runs (every worker is blocked), starts what else is needed
+            self._grow(1, 0)
+
+    def _grow(self, most: int, taking: int) -> None:
+        wanted = self._pending() - self._spare - taking  # ``taking``: the caller's own next
+        for _ in range(min(most, self._limit - self._alive, wanted)):
             self._alive += 1
+            self._spare += 1
             self._group.start_soon(self._helper)
 
     async def _helper(self) -> None:
-        self._grow(self._limit)  # this helper ran: the calling task's call blocked
-        await self._work(self)
+        self._spare -= 1
+        try:
+            if self._cancelled:
+                return
+            self._grow(self._limit, 1)  # this helper ran: the calling task's call blocked
+            await self._work(self)
+        finally:
+            self._alive -= 1
 
     def cancel(self) -> None:
+        self._cancelled = True
         self._group.cancel_scope.cancel()
 
     async def run(self) -> None:
@@ -186,8 +216,9 @@ class _TrioFanOut(FanOut):
         try:
             async with anyio.create_task_group() as group:
                 self._group = group
-                self._grow(1)
+                self._grow(1, 0)
                 await self._work(self)
+                self._alive -= 1
         except BaseExceptionGroup as group_error:
             _raise(list(group_error.exceptions))
 

@@ -19,12 +19,17 @@ class ToolInvocation(BaseModel, frozen=True):
         raw_arguments: The model's argument text, kept when it was not a JSON object (then
             ``arguments`` is empty): the router rejects such a call with `InvalidToolArguments`,
             and the conversation can still be replayed to the provider verbatim.
+        depends_on: The ids of invocations of the same batch that must finish before this one
+            starts. An argument value ``{"$output": "<id>"}`` (anywhere in ``arguments``) is
+            replaced by that invocation's output ``content`` when this one starts; the id must
+            be listed here. See `ToolGraph`.
     """
 
     id: str
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
     raw_arguments: str | None = None
+    depends_on: tuple[str, ...] = ()
 
 
 class ToolOutput(BaseModel, frozen=True):

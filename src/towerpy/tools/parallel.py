@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import enum
-from typing import TYPE_CHECKING, Any, cast, final
+from operator import attrgetter
+from typing import TYPE_CHECKING, cast, final
 
 import anyio
 from typing_extensions import override
@@ -16,17 +16,18 @@ from .._validate import (
     check_positive_int,
     check_seconds,
 )
-from ..errors import Elapsed, WaitElapsed
+from ..errors import DependencyFailed, Elapsed, WaitElapsed
 from ._batch import Batch, Clock, current_batch, current_clock
-from ._failures import attach_outcomes, describe_failure, report_threads, stray_cancellation
-from ._fanout import fan_out
+from ._failures import attach_outcomes, describe_failure, report_threads
+from ._join import Join, JoinPolicy
+from .graph import ToolGraph
 from .models import ToolInvocation, ToolOutput
 from .router import ToolCatalog, ToolRouter
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Iterator, Sequence
 
-    from ._fanout import FanOut
+    from ._incremental import OpenBatch
 
 __all__ = [
     "JoinPolicy",
@@ -36,47 +37,7 @@ __all__ = [
     "describe_failure",
 ]
 
-
-class JoinPolicy(enum.Enum):
-    """What a batch does when one of its invocations fails."""
-
-    JOIN_ALL = "join_all"
-    """Wait for every invocation, then raise the failure of the earliest failed one."""
-    FAIL_FAST = "fail_fast"
-    """On the first failure, cancel the rest and raise it."""
-    ISOLATE = "isolate"
-    """Never raise: a failed invocation's output has ``is_error=True`` and a message."""
-
-
-@final
-class _State:
-    """The shared state of one batch: its outputs, the next invocation to take, and its failure."""
-
-    __slots__ = (
-        "end",
-        "error",
-        "error_index",
-        "errors",
-        "fanout",
-        "invocations",
-        "next",
-        "outputs",
-        "stopped",
-    )
-
-    def __init__(self, invocations: Sequence[ToolInvocation]) -> None:
-        self.invocations = invocations
-        self.outputs: list[Any] = [None] * len(invocations)
-        self.error: Exception | None = None
-        self.error_index = -1
-        self.errors: dict[int, Exception] = {}  # JOIN_ALL: every failure, by index
-        self.next = 0
-        self.end = 0
-        self.stopped = False  # FAIL_FAST failed: take no further invocation
-        self.fanout: FanOut | None = None
-
-    def pending(self) -> int:
-        return self.end - self.next
+_depends_on = attrgetter("depends_on")
 
 
 @final
@@ -115,6 +76,14 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
     is a barrier: the invocations before it finish first, it runs alone, and those after it
     start only when it is done. Cancelling ``call()`` cancels every invocation of the batch.
 
+    When invocations carry ``depends_on``, the batch is a `ToolGraph`: checked first (a cycle,
+    an unknown id or a duplicate id raises `ValueError` before anything runs), then each
+    invocation starts the moment the last of its dependencies has finished, within ``limit``,
+    with ``{"$output": id}`` arguments replaced by those outputs. The dependents of a failed
+    invocation never start: under `ISOLATE` each gets an error output naming the failed one
+    (a `DependencyFailed`), under `JOIN_ALL` that is their outcome. A batch without any
+    ``depends_on`` is scheduled exactly as before, at no extra cost but one look at each.
+
     ``limit`` bounds one batch. For a bound shared by every batch (several agents using one
     router), put a `ConcurrencyLimitLayer` around the router: both bounds hold together.
 
@@ -136,7 +105,8 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
     Raises:
         TypeError: ``router`` is not a service, ``policy`` not a `JoinPolicy`, ``catalog`` not
             a `ToolCatalog`, or a number of the wrong type.
-        ValueError: ``limit`` below 1, or a timeout not positive.
+        ValueError: ``limit`` below 1, or a timeout not positive; from ``call()``, a batch
+            whose dependencies form a cycle or name an id it does not have.
     """
 
     __slots__ = (
@@ -189,86 +159,121 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
 
     @override
     async def call(self, request: list[ToolInvocation]) -> list[ToolOutput]:
-        state = _State(request)
+        if any(map(_depends_on, request)):
+            return await self._call_graph(request)
+        join = self._join(request)
         batch = Batch(len(request), self._sequential)
         token = current_batch.set(batch)  # the worker tasks inherit it
         try:
             start = 0
             for barrier in self._barriers(request):
-                await self._run(state, start, barrier)
-                if state.error is not None and self.policy is JoinPolicy.FAIL_FAST:
+                await join.run(start, barrier)
+                if join.error is not None and self.policy is JoinPolicy.FAIL_FAST:
                     break
-                await self._run(state, barrier, barrier + 1)  # alone: nothing else is running
-                if state.error is not None and self.policy is JoinPolicy.FAIL_FAST:
+                await join.run(barrier, barrier + 1)  # alone: nothing else is running
+                if join.error is not None and self.policy is JoinPolicy.FAIL_FAST:
                     break
                 start = barrier + 1
             else:
-                await self._run(state, start, len(request))
+                await join.run(start, len(request))
         finally:
             current_batch.reset(token)
-        if state.error is not None:
-            if self.policy is JoinPolicy.JOIN_ALL:
-                attach_outcomes(state.error, state.invocations, state.outputs, state.errors)
-            else:
-                report_threads(state.error, batch)
-            raise state.error
-        return state.outputs
+        return self._outputs(join, batch)
 
-    def _barriers(self, invocations: Sequence[ToolInvocation]) -> Iterator[int]:
+    def open_batch(
+        self,
+        *,
+        on_start: Callable[[int, ToolInvocation], None] | None = None,
+        on_finish: Callable[[int, ToolOutput, Exception | None], None] | None = None,
+    ) -> OpenBatch:
+        """Opens a batch that takes its invocations one at a time, each starting at once.
+
+        For the tool calls of a streamed model answer: each is submitted the moment its
+        arguments are complete, under this router's limit, timeouts, barriers and policy (see
+        `OpenBatch`). ``call(invocations)`` is the same batch with every invocation known.
+
+        Args:
+            on_start: Called with ``(index, invocation)`` when an invocation takes its place.
+            on_finish: Called with ``(index, output, error)`` when it has finished.
+        """
+        from ._incremental import OpenBatch  # here: that module imports this one
+
+        return OpenBatch(
+            self.router,
+            self.limit,
+            self.policy,
+            run_timed=self._run_timed if self._timed else None,
+            sequential=self._sequential,
+            describe=self._describe,
+            on_start=on_start,
+            on_finish=on_finish,
+        )
+
+    async def _call_graph(self, request: list[ToolInvocation]) -> list[ToolOutput]:
+        graph = ToolGraph(request, sequential=self._barrier_lookup())  # raises before any runs
+        join = self._join(request)
+
+        def skip(dependent: int, failed: int, cause: Exception) -> Exception:
+            invocation, dependency = request[dependent], request[failed]
+            error = DependencyFailed(
+                f"tool {invocation.name!r} (id {invocation.id!r}) did not run: it depends on "
+                f"{dependency.id!r} (tool {dependency.name!r}), which failed",
+                dependency=dependency.id,
+            )
+            error.__cause__ = cause
+            return error
+
+        batch = Batch(len(request), self._sequential)
+        token = current_batch.set(batch)
+        try:
+            await join.run_graph(graph.schedule(), skip, graph.prepare(join.outputs))
+        finally:
+            current_batch.reset(token)
+        return self._outputs(join, batch)
+
+    def _join(self, request: list[ToolInvocation]) -> Join[ToolInvocation]:
+        call: Callable[[ToolInvocation], Awaitable[ToolOutput]] = (
+            self._run_timed if self._timed else self.router
+        )
+        describe = self._describe
+
+        def isolate(index: int, error: Exception) -> ToolOutput:
+            invocation = request[index]
+            return ToolOutput(
+                id=invocation.id,
+                name=invocation.name,
+                content=describe(invocation, error),
+                is_error=True,
+            )
+
+        def label(index: int) -> str:
+            return f"tool {request[index].name!r}"
+
+        return Join(request, call, self.limit, self.policy, isolate, label)
+
+    def _outputs(self, join: Join[ToolInvocation], batch: Batch) -> list[ToolOutput]:
+        error = join.error
+        if error is not None:
+            if self.policy is JoinPolicy.JOIN_ALL:
+                assert isinstance(error, Exception)
+                attach_outcomes(error, join.items, join.outputs, join.errors)
+            elif isinstance(error, Exception):
+                report_threads(error, batch)
+            raise error
+        return join.outputs
+
+    def _barrier_lookup(self) -> Callable[[str], bool] | None:
         lookup = self._sequential
-        if lookup is None:
-            return iter(())
         owner = getattr(lookup, "__self__", None)
         if isinstance(owner, ToolRouter) and not owner.has_sequential:
-            return iter(())  # the common case: skip the scan
+            return None  # the common case: no tool to look up
+        return lookup
+
+    def _barriers(self, invocations: Sequence[ToolInvocation]) -> Iterator[int]:
+        lookup = self._barrier_lookup()
+        if lookup is None:
+            return iter(())
         return (i for i, invocation in enumerate(invocations) if lookup(invocation.name))
-
-    async def _run(self, state: _State, start: int, stop: int) -> None:
-        count = stop - start
-        if count <= 0:
-            return
-        state.next, state.end = start, stop
-        if count == 1 or self.limit == 1:  # one worker: the calling task alone
-            state.fanout = None
-            await self._work(state, None)
-            return
-        fanout = fan_out(self.limit, state.pending, lambda handle: self._work(state, handle))
-        state.fanout = fanout
-        try:
-            await fanout.run()
-        finally:
-            state.fanout = None
-
-    async def _work(self, state: _State, fanout: FanOut | None) -> None:
-        # each worker takes the next index until none is left
-        router = self.router
-        invocations = state.invocations
-        outputs = state.outputs
-        timed = self._timed
-        while state.next < state.end and not state.stopped:
-            index = state.next
-            state.next = index + 1
-            if fanout is not None and index + 1 < state.end:
-                fanout.demand()
-            invocation = invocations[index]
-            try:
-                if timed:
-                    outputs[index] = await self._run_timed(invocation)
-                else:
-                    outputs[index] = await router(invocation)
-            except Exception as exc:
-                if self._failed(state, index, invocation, exc):
-                    return
-            except BaseException as exc:
-                if not stray_cancellation(exc):
-                    raise
-                error = RuntimeError(
-                    f"tool {invocation.name!r} raised {type(exc).__name__} although nothing "
-                    f"cancelled it (it awaited something another task cancelled)"
-                )
-                error.__cause__ = exc
-                if self._failed(state, index, invocation, error):
-                    return
 
     async def _run_timed(self, invocation: ToolInvocation) -> ToolOutput:
         router = self.router
@@ -291,29 +296,6 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
             )
         run = self.tool_timeout
         raise Elapsed(f"tool {invocation.name!r} timed out after {run:g}s", seconds=run)
-
-    def _failed(
-        self, state: _State, index: int, invocation: ToolInvocation, error: Exception
-    ) -> bool:
-        """Applies the policy to one failure; returns True when the worker must stop."""
-        policy = self.policy
-        if policy is JoinPolicy.ISOLATE:
-            message = self._describe(invocation, error)
-            state.outputs[index] = ToolOutput(
-                id=invocation.id, name=invocation.name, content=message, is_error=True
-            )
-            return False
-        if policy is JoinPolicy.JOIN_ALL:
-            state.errors[index] = error
-            if state.error is None or index < state.error_index:
-                state.error, state.error_index = error, index
-            return False
-        if state.error is None:  # FAIL_FAST: the first failure wins, the rest are cancelled
-            state.error, state.error_index = error, index
-            state.stopped = True
-            if state.fanout is not None:
-                state.fanout.cancel()
-        return True
 
     def __repr__(self) -> str:
         timeout = "" if self.tool_timeout is None else f", tool_timeout={self.tool_timeout}"

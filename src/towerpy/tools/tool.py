@@ -15,8 +15,10 @@ from .._validate import (
     check_seconds,
     check_str,
 )
+from ..limit.protocols import ConcurrencyBackend
 from ._batch import current_batch, current_clock
-from ._schema import ArgumentsSchema, describe, validate_tool_name
+from ._jsonschema import SchemaArguments
+from ._schema import TOOL_NAME, ArgumentsSchema, describe, validate_tool_name
 from ._threads import DEFAULT_THREAD_LIMITER, ThreadLimiter, run_in_thread
 from .models import ToolSpec
 
@@ -71,7 +73,8 @@ class _Invoke(Service[tuple[list[Any], dict[str, Any]], Any], direct_call=True):
 class Tool(Service[dict[str, Any], Any], direct_call=True):
     """A function a model may call: a service from an arguments object to the function's result.
 
-    Build one with `tool` (usually as the ``@tool`` decorator). The parameters of the function
+    Build one with `tool` (usually as the ``@tool`` decorator), or with `Tool.from_schema`
+    from a JSON Schema and a function that takes the arguments dict. The parameters of the function
     become a JSON Schema (`spec`), the first paragraph of its docstring the description, and the
     ``Args:`` section of a Google-style docstring the description of each parameter.
 
@@ -89,7 +92,8 @@ class Tool(Service[dict[str, Any], Any], direct_call=True):
         description: What the tool does, for the model (default: the docstring's first
             paragraph).
         concurrency_limit: At most this many calls of this tool run at once, across every
-            caller (a `ConcurrencyLimitLayer` around the function).
+            caller (a `ConcurrencyLimitLayer` around the function); a `ConcurrencyLimiter`
+            instead of an int is one limit shared with every tool it is given to.
         timeout: A call running longer than this many seconds is cancelled and raises `Elapsed`
             (a `TimeoutLayer`; waiting for a concurrency permit is not timed).
         sequential: Whether the tool must run alone: `ParallelToolRouter` makes it a barrier
@@ -99,8 +103,7 @@ class Tool(Service[dict[str, Any], Any], direct_call=True):
 
     Raises:
         TypeError: A parameter has no annotation, a type JSON Schema cannot express, or is
-            ``*args``/``**kwargs``; or an argument has the wrong type (``fn`` not callable,
-            ``concurrency_limit`` not an int, ``timeout`` not a number...).
+            ``*args``/``**kwargs``.
         ValueError: An invalid name, ``concurrency_limit`` or ``timeout``, or no description
             (neither a docstring nor ``description=``).
 
@@ -130,7 +133,7 @@ class Tool(Service[dict[str, Any], Any], direct_call=True):
         *,
         name: str | None = None,
         description: str | None = None,
-        concurrency_limit: int | None = None,
+        concurrency_limit: int | ConcurrencyBackend | None = None,
         timeout: float | None = None,
         sequential: bool = False,
         thread_limiter: ThreadLimiter | None = None,
@@ -138,24 +141,10 @@ class Tool(Service[dict[str, Any], Any], direct_call=True):
         check_callable("tool(fn)", fn)
         tool_name = validate_tool_name(name if name is not None else getattr(fn, "__name__", ""))
         doc, parameter_docs = describe(fn)
-        where = f"tool {tool_name!r}:"
         if description is not None:
-            check_str(f"{where} description", description)
-        if concurrency_limit is not None:
-            check_positive_int(f"{where} concurrency_limit", concurrency_limit)
-        if timeout is not None:
-            check_seconds(f"{where} timeout", timeout, positive=True, finite=True)
-        if thread_limiter is not None:
-            check_instance(
-                f"{where} thread_limiter", thread_limiter, ThreadLimiter, "a ThreadLimiter"
-            )
-        self.fn = fn
-        self.name = tool_name
-        self.description = description if description is not None else doc
-        self.concurrency_limit = concurrency_limit
-        self.timeout = timeout
-        self.sequential = bool(sequential)
-        self._arguments = ArgumentsSchema(fn, tool_name, parameter_docs)
+            check_str(f"tool {tool_name!r}: description", description)
+        _check_options(tool_name, concurrency_limit, timeout, thread_limiter)
+        arguments = ArgumentsSchema(fn, tool_name, parameter_docs)
         if description is None and not doc:
             # a model picks tools by their description: an empty one is a silent bug
             raise ValueError(
@@ -163,11 +152,118 @@ class Tool(Service[dict[str, Any], Any], direct_call=True):
                 f"whose first paragraph says what it does (that is what the model reads), or "
                 f"pass description=..."
             )
-        self.spec = ToolSpec(
-            name=tool_name, description=self.description, parameters=self._arguments.schema
+        self._finish(
+            fn,
+            tool_name,
+            description if description is not None else doc,
+            arguments,
+            concurrency_limit,
+            timeout,
+            sequential,
+            thread_limiter,
         )
+
+    @classmethod
+    def from_schema(
+        cls,
+        name: str,
+        description: str,
+        parameters: dict[str, Any],
+        fn: Callable[[dict[str, Any]], Any],
+        *,
+        concurrency_limit: int | ConcurrencyBackend | None = None,
+        timeout: float | None = None,
+        sequential: bool = False,
+        thread_limiter: ThreadLimiter | None = None,
+        validate: bool = True,
+    ) -> Tool:
+        """Makes a tool from a JSON Schema and a function that takes the arguments object.
+
+        For tools whose parameters no Python signature describes: an MCP server's tools, a
+        schema written by hand or generated elsewhere. ``fn`` is called with one argument, a
+        copy of the validated arguments dict (so parameter names need not be Python
+        identifiers); it may be async or sync (then it runs in a worker thread), and the
+        tool is otherwise exactly what ``@tool`` makes: the same limits, timeout and
+        `ToolRouter` routing.
+
+        The arguments are validated against ``parameters`` before ``fn`` runs, by towerpy's
+        own JSON Schema validator (draft 2020-12 assertions; ``format`` is an annotation, as
+        the specification says): invalid ones raise `InvalidToolArguments` naming each
+        location at fault.
+
+        Example:
+            >>> weather = Tool.from_schema(
+            ...     "weather",
+            ...     "Returns the weather in a city.",
+            ...     {"type": "object", "properties": {"city": {"type": "string"}},
+            ...      "required": ["city"]},
+            ...     lambda arguments: f"sunny in {arguments['city']}",
+            ... )
+
+        Args:
+            name: The name models call it by; 1 to 64 letters, digits, ``_`` or ``-``.
+            description: What the tool does, for the model.
+            parameters: The JSON Schema of the arguments object (``"type": "object"``; it and
+                an empty ``"properties"`` are added to the spec when missing).
+            fn: Called with the arguments dict; its return value is the tool's result.
+            concurrency_limit: At most this many calls run at once: an int for this tool's own
+                limit, or a `ConcurrencyLimiter` shared with other tools.
+            timeout: A call running longer than this many seconds raises `Elapsed`.
+            sequential: Whether the tool runs alone inside a batch.
+            thread_limiter: Bounds the worker threads of a sync ``fn``.
+            validate: False skips the schema check (the arguments must still be an object):
+                for a function that validates its own arguments, such as a remote server.
+
+        Returns:
+            The tool.
+
+        Raises:
+            TypeError: ``fn`` is not callable, or ``parameters`` is not a dict.
+            ValueError: An invalid name, an empty description, invalid limits, or a schema
+                that does not describe an object or that the validator cannot honour (it says
+                which keyword; ``validate=False`` accepts any schema).
+        """
+        check_callable("Tool.from_schema(fn)", fn)
+        check_str("Tool.from_schema(name)", name)
+        if not TOOL_NAME.match(name):
+            raise ValueError(
+                f"tool name {name!r} is not accepted by model providers: use 1 to 64 letters, "
+                f"digits, '_' or '-'"
+            )
+        check_str(f"tool {name!r}: description", description)
+        if not description.strip():
+            raise ValueError(
+                f"tool {name!r} has no description: say what it does (that is what the model reads)"
+            )
+        _check_options(name, concurrency_limit, timeout, thread_limiter)
+        arguments = SchemaArguments(parameters, name, validate=bool(validate))
+        made = cls.__new__(cls)
+        made._finish(
+            fn, name, description, arguments, concurrency_limit, timeout, sequential, thread_limiter
+        )
+        return made
+
+    def _finish(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        description: str,
+        arguments: ArgumentsSchema | SchemaArguments,
+        concurrency_limit: int | ConcurrencyBackend | None,
+        timeout: float | None,
+        sequential: bool,
+        thread_limiter: ThreadLimiter | None,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.description = description
+        self.concurrency_limit = concurrency_limit
+        self.timeout = timeout
+        self.sequential = bool(sequential)
+        self._arguments = arguments
+        self.spec = ToolSpec(name=name, description=description, parameters=arguments.schema)
         self._service = _stack(
-            _Invoke(fn, thread_limiter or DEFAULT_THREAD_LIMITER, tool_name),
+            _Invoke(fn, thread_limiter or DEFAULT_THREAD_LIMITER, name),
             concurrency_limit,
             timeout,
         )
@@ -203,6 +299,9 @@ class Tool(Service[dict[str, Any], Any], direct_call=True):
             InvalidToolArguments: The arguments do not fit the schema.
         """
         args, kwargs = self._arguments.validate(arguments)
+        if isinstance(self._arguments, SchemaArguments):
+            validated: dict[str, Any] = args[0]
+            return validated
         names = self._arguments.parameter_names
         return {**dict(zip(names, args, strict=False)), **kwargs}
 
@@ -224,8 +323,20 @@ class Tool(Service[dict[str, Any], Any], direct_call=True):
         return f"Tool({self.name!r})"
 
 
+def _check_options(name: str, limit: object, timeout: object, thread_limiter: object) -> None:
+    where = f"tool {name!r}:"
+    if limit is not None and not isinstance(limit, ConcurrencyBackend):  # a count, else shared
+        check_positive_int(f"{where} concurrency_limit", limit)
+    if timeout is not None:
+        check_seconds(f"{where} timeout", timeout, positive=True, finite=True)
+    if thread_limiter is not None:
+        check_instance(f"{where} thread_limiter", thread_limiter, ThreadLimiter, "a ThreadLimiter")
+
+
 def _stack(
-    invoke: Service[Any, Any], concurrency_limit: int | None, timeout: float | None
+    invoke: Service[Any, Any],
+    concurrency_limit: int | ConcurrencyBackend | None,
+    timeout: float | None,
 ) -> Service[Any, Any]:
     # the permit is outside the timeout: waiting for a permit is not running
     service = invoke
@@ -236,7 +347,10 @@ def _stack(
     if concurrency_limit is not None:
         from ..limit.concurrency import ConcurrencyLimitLayer
 
-        service = ConcurrencyLimitLayer(concurrency_limit).layer(service)
+        if isinstance(concurrency_limit, int):
+            service = ConcurrencyLimitLayer(concurrency_limit).layer(service)
+        else:
+            service = ConcurrencyLimitLayer(limiter=concurrency_limit).layer(service)
     return service
 
 
@@ -246,7 +360,7 @@ def tool(
     *,
     name: str | None = None,
     description: str | None = None,
-    concurrency_limit: int | None = None,
+    concurrency_limit: int | ConcurrencyBackend | None = None,
     timeout: float | None = None,
     sequential: bool = False,
     thread_limiter: ThreadLimiter | None = None,
@@ -257,7 +371,7 @@ def tool(
     *,
     name: str | None = None,
     description: str | None = None,
-    concurrency_limit: int | None = None,
+    concurrency_limit: int | ConcurrencyBackend | None = None,
     timeout: float | None = None,
     sequential: bool = False,
     thread_limiter: ThreadLimiter | None = None,
@@ -267,7 +381,7 @@ def tool(
     *,
     name: str | None = None,
     description: str | None = None,
-    concurrency_limit: int | None = None,
+    concurrency_limit: int | ConcurrencyBackend | None = None,
     timeout: float | None = None,
     sequential: bool = False,
     thread_limiter: ThreadLimiter | None = None,
@@ -297,8 +411,7 @@ def tool(
         The tool, or a decorator that makes one.
 
     Raises:
-        TypeError: A parameter cannot be described to a model, or an argument has the wrong
-            type (see `Tool`).
+        TypeError: A parameter cannot be described to a model (see `Tool`).
         ValueError: An invalid name, ``concurrency_limit`` or ``timeout``, or a function
             without a docstring and no ``description=``.
     """
