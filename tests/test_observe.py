@@ -28,6 +28,8 @@ SLOTS = (
     "agent_run",
     "model_step",
     "tool_call",
+    "agent_span",
+    "model_span",
 )
 
 

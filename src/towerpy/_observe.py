@@ -29,15 +29,22 @@ The slots, and where they are called (one or two lines each, at an obvious place
   called at the top of `Agent.run` when ``entering(prompt)`` (not when it is that call).
 - ``model_step(agent)``: returns the function to send the agent's next `ChatRequest` to, in
   place of ``agent.step``.
+- ``agent_span(agent, messages, awaitable)`` and ``model_span(agent, request, awaitable)``:
+  the same span points, around an awaitable: `Agent.run_stream` awaits its run and each
+  streamed model call through them.
 - ``tool_call(router, invocation)``: runs ``router.call(invocation)`` inside the observers'
   span point; called at the top of `ToolRouter.call` when ``entering(invocation)``.
 
 Observers' methods must not raise: they run in ``finally`` blocks and on error paths.
+
+`name` is no hook: `AgentPool.add` records each agent's name with it, always, for the spans.
 """
 
 from __future__ import annotations
 
+import contextlib
 import types
+import weakref
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -55,13 +62,17 @@ __all__ = [
     "REASONS",
     "Observer",
     "agent_run",
+    "agent_span",
     "circuit_open",
     "entering",
     "give_up",
     "inside",
     "install",
     "installed",
+    "model_span",
     "model_step",
+    "name",
+    "names",
     "retry",
     "shed",
     "timeout",
@@ -136,6 +147,27 @@ circuit_open: Callable[[str, float], None] | None = None
 agent_run: Callable[[Agent, Any], Awaitable[AgentResult]] | None = None
 model_step: Callable[[Agent], Callable[[ChatRequest], Awaitable[StepOutcome]]] | None = None
 tool_call: Callable[[ToolRouter, ToolInvocation], Awaitable[ToolOutput]] | None = None
+agent_span: Callable[[Agent, Any, Awaitable[Any]], Awaitable[Any]] | None = None
+model_span: Callable[[Agent, ChatRequest, Awaitable[Any]], Awaitable[Any]] | None = None
+
+# the names agents were given (by AgentPool.add): what their spans are called
+names: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+
+
+def name(service: object, label: str) -> None:
+    """Records ``label`` as the name of ``service`` and of the services down its ``inner`` chain.
+
+    So an agent added to a pool under layers of its own is found by its `Agent.run`. Objects
+    that cannot be weakly referenced are skipped.
+    """
+    node: object = service
+    seen = 0
+    while node is not None and seen < 64:
+        with contextlib.suppress(TypeError):  # not weakly referenceable: no name kept
+            names[node] = label
+        node = getattr(node, "inner", None)
+        seen += 1
+
 
 # the request a span point is about to run inside its span: the call that finds it here is
 # that one (see `entering`)
@@ -184,7 +216,8 @@ def _overriding(name: str) -> tuple[Observer, ...]:
 
 
 def _fill() -> None:
-    global wait, retry, give_up, timeout, shed, circuit_open, agent_run, model_step, tool_call
+    global wait, retry, give_up, timeout, shed, circuit_open
+    global agent_run, model_step, tool_call, agent_span, model_span
     began, ended = _overriding("wait_began"), _overriding("wait_ended")
     waits = tuple(o for o in _observers if o in began or o in ended)
     retries = _overriding("retrying")
@@ -198,6 +231,8 @@ def _fill() -> None:
     agent_run = _agent_runner(runs) if runs else None
     model_step = _stepper(steps) if steps else None
     tool_call = _tool_runner(tools) if tools else None
+    agent_span = _spanner(runs, "agent_run") if runs else None
+    model_span = _spanner(steps, "model_step") if steps else None
 
 
 def _caller(name: str) -> Any:
@@ -328,6 +363,13 @@ def _stepper(observers: tuple[Observer, ...]) -> Any:
         return step
 
     return model_step
+
+
+def _spanner(observers: tuple[Observer, ...], method: str) -> Any:
+    async def span(agent: Any, request: Any, awaitable: Awaitable[T]) -> T:
+        return await _through(observers, method, (agent, request), lambda: awaitable)
+
+    return span
 
 
 def _tool_runner(observers: tuple[Observer, ...]) -> Any:

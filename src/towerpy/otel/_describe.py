@@ -6,6 +6,8 @@ import contextlib
 import weakref
 from typing import Any
 
+from .. import _observe
+
 __all__ = ["agent_name", "describe_step", "tool_description"]
 
 # the adapters towerpy ships, by module: the GenAI conventions' provider names
@@ -51,14 +53,22 @@ def describe_step(step: object) -> tuple[str | None, str]:
 
 
 def agent_name(agent: object) -> str | None:
-    """The agent's ``name`` attribute, when it has one that is a non-empty str."""
+    """The agent's name: a ``name`` attribute that is a non-empty str, else its `AgentPool` name."""
     name = getattr(agent, "name", None)
-    return name if isinstance(name, str) and name else None
+    if isinstance(name, str) and name:
+        return name
+    try:
+        return _observe.names.get(agent)
+    except TypeError:  # not weakly referenceable
+        return None
 
 
 def tool_description(router: object, name: str) -> str | None:
     """The description of the tool ``name`` of a `ToolRouter`, if it has that tool."""
     get = getattr(router, "get", None)
     tool = get(name) if callable(get) else None
-    description = getattr(tool, "description", None)
+    # a Tool has a description; any routable service has a spec (an MCP server's tools)
+    description = getattr(tool, "description", None) or getattr(
+        getattr(tool, "spec", None), "description", None
+    )
     return description if isinstance(description, str) and description else None
