@@ -20,6 +20,8 @@ PUBLIC_MODULES = [
     "towerpy.load_shed",
     "towerpy.lowlevel",
     "towerpy.mcp",
+    "towerpy.monitor",
+    "towerpy.otel",
     "towerpy.redis",
     "towerpy.resilience",
     "towerpy.retry",

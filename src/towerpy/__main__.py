@@ -26,6 +26,10 @@ By default the demo runs in virtual time: every sleep is skipped, so it finishes
 prints the same timeline every time (on trio, calls that end at the same instant may be
 woken in either order). --real-time runs it on the real clock (about 8 s).
 
+--live draws, while the agents run, a view of every limit (requests in flight, waiting,
+tokens), the runs done with a progress bar and an estimate of the time left, and what waited;
+it runs on the real clock (it needs rich: pip install 'towerpy[rich]').
+
 --model openai:MODEL or --model anthropic:MODEL runs the same agents, tools and limits against
 a real model instead of the script, on the real clock (the key comes from OPENAI_API_KEY or
 ANTHROPIC_API_KEY); --base-url sends it to an OpenAI-compatible server such as vLLM or Ollama.
@@ -70,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
         "--ascii", action="store_true", help="draw the timeline with ASCII characters only"
     )
     demo.add_argument(
+        "--live",
+        action="store_true",
+        help="draw a live view of the limits while the agents run (real time, needs rich)",
+    )
+    demo.add_argument(
         "--width", type=int, default=80, help="terminal width to draw for (default: 80)"
     )
     demo.add_argument(
@@ -102,9 +111,16 @@ def main(argv: list[str] | None = None) -> int:
             import trio  # noqa: F401
         except ImportError:
             parser.error("--backend trio needs trio: pip install trio")
+    if args.live:
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            parser.error("--live needs rich: pip install 'towerpy[rich]'")
     model = None
     if args.scene == "outage" and args.model is not None:
         parser.error("--model goes with the agents scene; the outage scene is scripted")
+    if args.scene == "outage" and args.live:
+        parser.error("--live goes with the agents scene; the outage scene draws its circuits")
     if args.base_url is not None and args.model is None:
         parser.error("--base-url goes with --model, e.g. --model openai:llama3.1")
     if args.model is not None:
@@ -120,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     from ._demo import main as demo
 
     return demo(
-        real_time=args.real_time,
+        real_time=args.real_time or args.live,  # a live view is for watching: real time
+        live=args.live,
         backend=args.backend,
         ascii_only=args.ascii,
         width=args.width,

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .llm import RateLimitInfo
 
+from . import _observe
+
 __all__ = [
     "CircuitOpen",
     "DependencyFailed",
@@ -75,6 +77,8 @@ class Elapsed(TowerError, TimeoutError):
     def __init__(self, message: str = "request timed out", *, seconds: float | None = None):
         super().__init__(message)
         self.seconds = seconds
+        if _observe.timeout is not None:  # a time limit passed: counted, logged
+            _observe.timeout(self)
 
 
 class WaitElapsed(Elapsed):

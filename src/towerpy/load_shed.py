@@ -7,6 +7,7 @@ from typing import Any, TypeVar, final
 
 from typing_extensions import override
 
+from . import _observe
 from ._service import Middleware, Service
 from .errors import Overloaded
 from .lowlevel import Shed, shedding
@@ -81,6 +82,8 @@ class LoadShed(Middleware[ReqT, RespT], direct_call=True):
     async def call(self, request: ReqT) -> RespT:
         if not self._direct and not await self.inner.try_ready():
             self._shed += 1
+            if _observe.shed is not None:
+                _observe.shed("load_shed")
             raise Overloaded("service overloaded: the inner service is not ready")
         scope = self._shedding
         if scope is None:
@@ -91,6 +94,8 @@ class LoadShed(Middleware[ReqT, RespT], direct_call=True):
                 result: RespT = await self.inner(request)
         except Shed:
             self._shed += 1
+            if _observe.shed is not None:
+                _observe.shed("load_shed")
             raise
         return result
 

@@ -14,8 +14,11 @@ from .timeline import Row, Timeline
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from rich.console import Console
+
     from .._service import Service
-    from ..llm import AgentResult, ChatRequest, StepOutcome
+    from ..llm import Agent, AgentResult, ChatRequest, StepOutcome
+    from .scenario import AgentPlan
 
 __all__ = ["main", "one_at_a_time", "peak", "summary"]
 
@@ -132,20 +135,42 @@ def _fit(line: str, width: int) -> str:
 
 
 async def _demo(
-    width: int, ascii_only: bool, model: Service[ChatRequest, StepOutcome] | None
+    width: int,
+    ascii_only: bool,
+    model: Service[ChatRequest, StepOutcome] | None,
+    live: Console | None = None,
 ) -> tuple[str, str]:
     timeline = Timeline()
     agents = build(timeline, model)
     timeline.begin()
     if model is None:
-        results = await run_agents(agents)
+        results = await _run(agents, live, ascii_only)
     else:
         async with model:  # closes the client the model built
-            results = await run_agents(agents)
+            results = await _run(agents, live, ascii_only)
     names = [plan.name for plan in PLANS]
     return timeline.render(names, width=width, ascii_only=ascii_only), summary(
         timeline, results, width
     )
+
+
+async def _run(
+    agents: list[tuple[AgentPlan, Agent]], live: Console | None, ascii_only: bool
+) -> dict[str, AgentResult]:
+    """Runs the agents; with a console, under a live view of their limits."""
+    if live is None:
+        return await run_agents(agents)
+    from .. import monitor
+
+    view = monitor.live(
+        *(agent for _, agent in agents),
+        total=len(agents),
+        console=live,
+        title="towerpy demo",
+        ascii_only=ascii_only,
+    )
+    async with view:
+        return await run_agents(agents, done=view.advance)
 
 
 def main(
@@ -157,12 +182,14 @@ def main(
     model: Service[ChatRequest, StepOutcome] | None = None,
     model_name: str | None = None,
     scene: str = "agents",
+    live: bool = False,
 ) -> int:
     """Runs the demo and prints the timeline and the summary; returns the exit status.
 
     With ``model`` (a real provider, from ``--model``), every agent talks to it instead of its
     scripted model, on the real clock. ``scene="outage"`` runs the outage scene instead
-    (`towerpy._demo.outage`).
+    (`towerpy._demo.outage`). With ``live``, a view of the limits at work is drawn while the
+    agents run (`towerpy.monitor.live`), before the timeline.
     """
     if model is not None:
         real_time = True  # a real server answers in real time
@@ -210,9 +237,16 @@ def main(
     if model_name:
         print(_fit(f"every agent talks to the real model {model_name}", width))
     print()
+    console = None
+    if live:
+        from rich.console import Console
+
+        console = Console(width=width)
     timeline, text = anyio.run(
-        _demo, width, ascii_only, model, backend=backend, backend_options=options
+        _demo, width, ascii_only, model, console, backend=backend, backend_options=options
     )
+    if live:
+        print()
     print(timeline)
     print()
     print(text)

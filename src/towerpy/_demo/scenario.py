@@ -304,8 +304,10 @@ def build(
     return agents
 
 
-async def run_agents(agents: list[tuple[AgentPlan, Agent]]) -> dict[str, AgentResult]:
-    """Runs every agent at once; returns each one's result."""
+async def run_agents(
+    agents: list[tuple[AgentPlan, Agent]], *, done: Callable[[], object] | None = None
+) -> dict[str, AgentResult]:
+    """Runs every agent at once; returns each one's result. ``done`` is called after each."""
     results: dict[str, AgentResult] = {}
 
     async def run(plan: AgentPlan, agent: Agent) -> None:
@@ -314,6 +316,8 @@ async def run_agents(agents: list[tuple[AgentPlan, Agent]]) -> dict[str, AgentRe
         except (ProviderError, MaxStepsExceeded) as exc:
             # only a real model (--model) fails this way: show it as that agent's answer
             results[plan.name] = AgentResult(output=f"(failed: {exc})", steps=0)
+        if done is not None:
+            done()
 
     async with anyio.create_task_group() as tg:
         for plan, agent in agents:

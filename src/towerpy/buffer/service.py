@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Self, TypeVar, final
 import anyio
 from typing_extensions import override
 
+from .. import _observe
 from .._service import Middleware, Service
 from .._validate import check_positive_int
 from ..errors import ServiceClosed
@@ -117,7 +118,8 @@ class Buffer(Middleware[ReqT, RespT], direct_call=True):
             refuse_if_shedding(self)  # under a LoadShed: a full queue refuses, never waits
             worker.wait_for_place(message)
         try:
-            await message.waiter.wait()
+            queued = message.waiter.wait()
+            await (queued if _observe.wait is None else _observe.wait("buffer", queued))
         except BaseException:
             worker.withdraw(message)
             raise

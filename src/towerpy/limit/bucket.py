@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, final
 
-from .. import _runtime
+from .. import _observe, _runtime
 from .._runtime import _in_trio, _sniffio_local, current_time, running_loop
 from .._validate import check_cost, check_positive_number
 from .._waiter import Alarm, Waiter, new_alarm, new_waiter
@@ -211,7 +211,8 @@ class TokenBucket:
         waiter = _Waiter(cost)
         self._waiters.append(waiter)
         try:
-            await self._wait(waiter)
+            waiting = self._wait(waiter)
+            await (waiting if _observe.wait is None else _observe.wait("rate_limit", waiting))
         except BaseException:
             self._leave(waiter)
             raise

@@ -7,6 +7,7 @@ from typing import TypeVar, final
 
 from typing_extensions import override
 
+from .. import _observe
 from .._service import Middleware, Service
 from .._validate import check_instance, check_positive_int
 from .._waiter import Permits
@@ -87,7 +88,8 @@ class ConcurrencyLimiter:
 
         A task cancelled while waiting holds no permit afterwards.
         """
-        await self._permits.take()
+        take = self._permits.take()
+        await (take if _observe.wait is None else _observe.wait("concurrency_limit", take))
         return _PERMIT
 
     async def try_acquire(self) -> object | None:

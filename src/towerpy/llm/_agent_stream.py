@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 
+from .. import _observe
 from .._runtime import _in_trio
 from ..errors import MaxStepsExceeded
 from .agent import AgentResult, _add, _answered, _final_text
@@ -267,7 +268,12 @@ async def _run(
 
     with send:
         try:
-            await _produce(agent, messages, early_start, emit)
+            produced = _produce(agent, messages, early_start, emit)
+            await (
+                produced
+                if _observe.agent_span is None
+                else _observe.agent_span(agent, messages, produced)
+            )
         except cancelled:
             raise
         except Exception as exc:
@@ -302,10 +308,16 @@ async def _produce(
         early = early_start and steps < max_steps
         async with agent._parallel.open_batch(on_start=started, on_finish=finished) as batch:
             if stream is None:  # a step service that cannot stream: one event, at the end
-                outcome = await agent.step(request)
+                step = agent.step if _observe.model_step is None else _observe.model_step(agent)
+                outcome = await step(request)
                 send(ModelFinished(outcome=outcome))
             else:
-                outcome = await _model_stream(stream(request), send, batch.submit, early)
+                streamed = _model_stream(stream(request), send, batch.submit, early)
+                outcome = await (
+                    streamed
+                    if _observe.model_span is None
+                    else _observe.model_span(agent, request, streamed)
+                )
             usage = _add(usage, outcome.usage)
             if outcome.done:
                 _check_done(outcome, batch.invocations)

@@ -9,6 +9,7 @@ import anyio
 from pydantic import BaseModel, Field
 from typing_extensions import override
 
+from .. import _observe
 from .._runtime import _in_trio
 from .._service import Service
 from .._validate import check_instance, check_positive_int, check_str
@@ -164,11 +165,14 @@ class Agent(Service[str | list[Message], AgentResult]):
             TypeError: ``prompt`` is neither a str nor a list of `Message`.
             ValueError: ``prompt`` is an empty list.
         """
+        if _observe.agent_run is not None and _observe.entering(prompt):
+            return await _observe.agent_run(self, prompt)  # traced: runs this again, in a span
         messages = self._start(prompt)
         specs = self.specs
         usage: Usage | None = None
         for steps in range(1, self.max_steps + 1):
-            outcome = await self.step(ChatRequest(messages=messages, tools=specs))
+            step = self.step if _observe.model_step is None else _observe.model_step(self)
+            outcome = await step(ChatRequest(messages=messages, tools=specs))
             usage = _add(usage, outcome.usage)
             if outcome.done:
                 return AgentResult(

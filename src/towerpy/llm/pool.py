@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeAlias, final
 import anyio
 from typing_extensions import override
 
+from .. import _observe
 from .._runtime import _in_trio
 from .._service import Middleware, Service
 from .._validate import check_positive_int
@@ -232,6 +233,7 @@ class AgentPool:
             service = ConcurrencyLimit(service, quota)
         service = _Admitted(service, tally)
         self._members[name] = _Member(agent, service, quota, tally)
+        _observe.name(agent, name)  # its spans: invoke_agent {name}
         return service
 
     def __getitem__(self, name: str) -> AgentService:

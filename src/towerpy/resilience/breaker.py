@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal, final
 
 import anyio
 
+from .. import _observe
 from .._failures import is_outage
 from .._runtime import current_time
 from .._validate import check_exception_matcher, check_positive_int, check_seconds
@@ -173,6 +174,8 @@ class CircuitBreaker:
         self._enter(_OPEN)
         self._open_until = current_time() + wait
         self._opened += 1
+        if _observe.circuit_open is not None:
+            _observe.circuit_open("circuit_breaker", wait)
 
     @property
     def state(self) -> CircuitState:

@@ -9,6 +9,7 @@ import anyio
 import anyio.lowlevel
 from typing_extensions import override
 
+from .. import _observe
 from .._service import Middleware, Service
 from .._validate import check_methods
 from ._notes import add_note, drop_notes
@@ -107,8 +108,15 @@ class Retry(Middleware[ReqT, RespT], direct_call=True):
                 raise
             if delay is None:
                 add_note(error, self, f"towerpy: RetryLayer gave up after {_attempts(attempt)}")
+                if _observe.give_up is not None:
+                    _observe.give_up(error, attempt)
                 raise error
-            await anyio.sleep(self._checked(delay, error))
+            pause = self._checked(delay, error)
+            await (
+                anyio.sleep(pause)
+                if _observe.retry is None
+                else _observe.retry(error, attempt, pause)
+            )
             attempt += 1
             attempt_request = request if clone is None else clone(request)
             try:

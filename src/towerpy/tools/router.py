@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, final, runtime_check
 
 from typing_extensions import override
 
+from .. import _observe
 from .._service import Service
 from ..errors import InvalidToolArguments, ToolError, ToolNotFound
 from ._batch import current_batch, current_clock
@@ -227,6 +228,8 @@ class ToolRouter(Service[ToolInvocation, ToolOutput], direct_call=True):
 
     @override
     async def call(self, request: ToolInvocation) -> ToolOutput:
+        if _observe.tool_call is not None and _observe.entering(request):
+            return await _observe.tool_call(self, request)  # traced: runs this again, in a span
         tool = (self._current() if self._groups else self._tools).get(request.name)
         if tool is None:
             raise ToolNotFound(self._not_found(request.name))
