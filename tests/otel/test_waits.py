@@ -247,3 +247,39 @@ async def test_a_task_cancelled_while_waiting_reports_the_time_it_waited(
     ]
     assert permits.statistics().waiting == 0
     assert telemetry.values("towerpy.queued") == {(("towerpy.layer", "concurrency_limit"),): 0}
+
+
+async def test_a_provider_quota_pause_after_a_429_is_a_wait_event_of_its_length(
+    telemetry: Telemetry,
+) -> None:
+    from towerpy.errors import RateLimited
+    from towerpy.llm import ChatRequest, Message, ProviderQuotaLayer, StepOutcome
+
+    answers: list[BaseException | None] = [
+        RateLimited("HTTP 429", retry_after=3.0, retryable=True),
+        None,
+    ]
+
+    async def step(request: ChatRequest) -> StepOutcome:
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+        return StepOutcome(messages=[*request.messages, Message.assistant("ok")], done=True)
+
+    model = ProviderQuotaLayer(requests=100, per=1.0, learn=False).layer(service_fn(step))
+    tracer = telemetry.tracer_provider.get_tracer("the caller")
+    with tracer.start_as_current_span("first"), pytest.raises(RateLimited):
+        await model(ChatRequest(messages=[Message.user("a")]))
+    with tracer.start_as_current_span("second"):
+        await model(ChatRequest(messages=[Message.user("b")]))
+    spans = {span.name: waits(span) for span in telemetry.finished()}
+    assert spans["first"] == []
+
+    # the pause itself, then the token the emptied bucket gives back a hundredth later
+    pause, *rest = spans["second"]
+    assert pause == {
+        "towerpy.layer": "provider_quota",
+        "towerpy.wait.reason": "pause",
+        "towerpy.wait.seconds": pytest.approx(3.0),
+    }
+    assert [wait["towerpy.layer"] for wait in rest] == ["rate_limit"]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
+from .. import _observe
 from .._runtime import _in_trio, current_time, running_loop
 from .._service import callable_name
 from .._validate import check_plain_function, check_positive_number, check_seconds
@@ -217,7 +218,8 @@ class Quota:
             self._start()
         gate = self._gate
         if not gate.take_nowait():
-            await gate.take()
+            taking = gate.take()  # behind the callers already waiting: a pause holds the head
+            await (taking if _observe.wait is None else _observe.wait("provider_quota", taking))
         requests: Taken | None = None
         tokens: Taken | None = None
         try:
@@ -250,7 +252,10 @@ class Quota:
             left = self._pause_left(current_time())
             if not left:
                 return
-            await anyio.sleep_until(self._paused_until)  # a later 429 may have extended it
+            pause = anyio.sleep_until(self._paused_until)  # a later 429 may have extended it
+            await (
+                pause if _observe.wait is None else _observe.wait("provider_quota", pause, "pause")
+            )
 
     def blocked(self) -> bool:
         """Whether a call would wait now for something other than the budgets' tokens."""
