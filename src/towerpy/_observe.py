@@ -53,10 +53,15 @@ import anyio
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Generator
 
-    from .llm.agent import Agent, AgentResult
-    from .llm.messages import ChatRequest, StepOutcome
-    from .tools.models import ToolInvocation, ToolOutput
-    from .tools.router import ToolRouter
+# What the agent and tool hooks are given and return: towerpy.llm's and towerpy.tools' types,
+# which sit above this module (they import it), so they are named here without being imported.
+Agent = Any  # towerpy.llm.Agent
+AgentResult = Any  # towerpy.llm.AgentResult
+ChatRequest = Any  # towerpy.llm.ChatRequest
+StepOutcome = Any  # towerpy.llm.StepOutcome
+ToolInvocation = Any  # towerpy.tools.ToolInvocation
+ToolOutput = Any  # towerpy.tools.ToolOutput
+ToolRouter = Any  # towerpy.tools.ToolRouter
 
 __all__ = [
     "REASONS",
