@@ -102,7 +102,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_is_read_from_every_module() -> None:
     graph = import_graph()
-    assert "towerpy.limit.rate" in graph["towerpy"]  # through `from .limit.rate import ...`
+    assert "towerpy.limit" in graph["towerpy"]  # `from .limit import ...`
+    assert "towerpy.limit.protocols" in graph["towerpy.limit"]  # a submodule's names
     assert "towerpy._service" in graph["towerpy.limit.rate"]  # a relative `from .. import`
     assert "towerpy.limit.protocols" in graph["towerpy.limit.rate"]  # under TYPE_CHECKING
 

@@ -39,9 +39,7 @@ def _readable() -> bool:
         scope = _scope_class()
     except Exception:  # pragma: no cover - a future anyio
         return False
-    return all(hasattr(scope, name) for name in _SCOPE_ATTRIBUTES) and hasattr(
-        scope, "deadline"
-    )
+    return all(hasattr(scope, name) for name in _SCOPE_ATTRIBUTES) and hasattr(scope, "deadline")
 
 
 # read at each use (tests set it to False to take the fallback)
