@@ -27,7 +27,7 @@ pytestmark = pytest.mark.anyio
 async def test_current_is_the_running_backend(anyio_backend: tuple[str, object]) -> None:
     backend = _backend.current()
     assert backend is (_trio if anyio_backend[0] == "trio" else _asyncio)
-    assert backend.NAME == anyio_backend[0]
+    assert anyio_backend[0] == backend.NAME
 
 
 def test_both_backends_implement_the_same_operations() -> None:
