@@ -28,7 +28,7 @@ import aiolimiter
 import trio
 
 from towerpy import TokenBucket
-from towerpy._runtime import current_time
+from towerpy._backend import current_time
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -6,7 +6,7 @@ import anyio
 import pytest
 import trio
 
-from towerpy._runtime import current_task, current_time, running_loop
+from towerpy._backend import current_task, current_time, running_loop
 from towerpy.testing import VirtualTimeEventLoop
 
 

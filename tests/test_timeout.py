@@ -16,9 +16,9 @@ from towerpy import (
     ServiceBuilder,
     Timeout,
     TimeoutLayer,
-    _deadlines,
     service_fn,
 )
+from towerpy._backend import _deadlines
 from towerpy.testing import VirtualTimeEventLoop, mock_service, wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
@@ -508,7 +508,7 @@ async def test_many_short_calls_behind_a_long_one_keep_the_deadline_queue_small(
         await wait_all_tasks_blocked()
         for _ in range(1000):
             await svc(0)
-        queue = svc._queue
+        queue = svc._deadlines.queue
         if queue is not None:  # asyncio only: trio has deadlines of its own
             assert len(queue._entries) <= 2 * 1 + 64 + 1
 

@@ -50,13 +50,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from ._chain import iter_chain
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Generator
 
-    from .llm.agent import Agent, AgentResult
-    from .llm.messages import ChatRequest, StepOutcome
-    from .tools.models import ToolInvocation, ToolOutput
-    from .tools.router import ToolRouter
+# What the agent and tool hooks are given and return: towerpy.llm's and towerpy.tools' types,
+# which sit above this module (they import it), so they are named here without being imported.
+Agent = Any  # towerpy.llm.Agent
+AgentResult = Any  # towerpy.llm.AgentResult
+ChatRequest = Any  # towerpy.llm.ChatRequest
+StepOutcome = Any  # towerpy.llm.StepOutcome
+ToolInvocation = Any  # towerpy.tools.ToolInvocation
+ToolOutput = Any  # towerpy.tools.ToolOutput
+ToolRouter = Any  # towerpy.tools.ToolRouter
 
 __all__ = [
     "REASONS",
@@ -160,13 +167,9 @@ def name(service: object, label: str) -> None:
     So an agent added to a pool under layers of its own is found by its `Agent.run`. Objects
     that cannot be weakly referenced are skipped.
     """
-    node: object = service
-    seen = 0
-    while node is not None and seen < 64:
+    for node in iter_chain(service):
         with contextlib.suppress(TypeError):  # not weakly referenceable: no name kept
             names[node] = label
-        node = getattr(node, "inner", None)
-        seen += 1
 
 
 # the request a span point is about to run inside its span: the call that finds it here is

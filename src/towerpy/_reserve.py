@@ -19,7 +19,7 @@ Lifecycle of a reservation:
   long: in a set of tasks, in a ``gather``): a done callback on asyncio, an instrument's
   ``task_exited`` hook on trio. A finalizer on the task object stays as a last resort for a
   task that is destroyed without ever ending; it may run in any thread, so it only queues the
-  drop on the loop (`towerpy._runtime.threadsafe_scheduler`).
+  drop on the loop (the backend's ``threadsafe_scheduler``).
 
 Load shedding: inside `shedding`, an acquisition made through this module that would have to
 wait raises `Overloaded` instead (`LoadShed` uses it, so that limits whose capacity depends on
@@ -31,19 +31,16 @@ The hot path is one ``ContextVar.get()`` for a task that never called ``ready()`
 from __future__ import annotations
 
 import functools
-import sys
 import weakref
 from contextvars import ContextVar
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final
 
-from ._runtime import _in_trio, current_task, threadsafe_scheduler
+from . import _backend
+from ._backend import current_task
 from .errors import Overloaded
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection
-
-    from ._service import Service
 
 __all__ = [
     "Handoff",
@@ -65,6 +62,15 @@ __all__ = [
 ]
 
 TokenT = TypeVar("TokenT")
+
+
+class Inner(Protocol):
+    """What `reserve` and `try_reserve` ask of the inner service: any `Service` has it."""
+
+    async def ready(self) -> None: ...
+
+    async def try_ready(self) -> bool: ...
+
 
 _HELD = 0
 _TAKEN = 1
@@ -117,54 +123,9 @@ def _drop_all_soon(
         _drop_all(reservations)
 
 
-def _drop_when_done(reservations: dict[object, Reservation[Any]], _task: object) -> None:
+def _drop_if_any(reservations: dict[object, Reservation[Any]]) -> None:
     if reservations:
         _drop_all(reservations)
-
-
-@final
-class _TrioTaskExits:
-    """A trio instrument: drops the reservations of a watched task when the task exits.
-
-    One per trio run; only tasks that hold reservations are watched, and only ``task_exited``
-    is hooked, so no other task and no other scheduling step pays for it.
-    """
-
-    def __init__(self) -> None:
-        self.watched: dict[object, dict[object, Reservation[Any]]] = {}
-
-    def task_exited(self, task: object) -> None:
-        reservations = self.watched.pop(task, None)
-        if not reservations:
-            return
-        try:
-            _drop_all(reservations)
-        except BaseException as exc:  # trio would drop this instrument: report, keep watching
-            sys.unraisablehook(
-                SimpleNamespace(  # the attributes of sys.UnraisableHookArgs
-                    exc_type=type(exc),
-                    exc_value=exc,
-                    exc_traceback=exc.__traceback__,
-                    err_msg="towerpy: giving back the reservations of an ended task",
-                    object=task,
-                )
-            )
-
-
-_trio_exits: Any = None  # the RunVar holding each trio run's _TrioTaskExits
-
-
-def _watch_trio_task(task: object, reservations: dict[object, Reservation[Any]]) -> None:
-    global _trio_exits
-    trio: Any = sys.modules["trio"]
-    if _trio_exits is None:
-        _trio_exits = trio.lowlevel.RunVar("towerpy_task_exits")
-    exits = _trio_exits.get(None)
-    if exits is None:
-        exits = _TrioTaskExits()
-        trio.lowlevel.add_instrument(exits)
-        _trio_exits.set(exits)
-    exits.watched[task] = reservations
 
 
 @final
@@ -177,11 +138,13 @@ class _Holder:
         self.task = weakref.ref(task)
         reservations: dict[object, Reservation[Any]] = {}
         self.reservations = reservations
-        if _in_trio():
-            _watch_trio_task(task, reservations)
-        else:
-            task.add_done_callback(functools.partial(_drop_when_done, reservations))
-        weakref.finalize(task, _drop_all_soon, threadsafe_scheduler(), reservations)
+        backend = _backend.current()
+        backend.on_task_exit(
+            task,
+            functools.partial(_drop_if_any, reservations),
+            "giving back the reservations of an ended task",
+        )
+        weakref.finalize(task, _drop_all_soon, backend.threadsafe_scheduler(), reservations)
 
 
 _holder: ContextVar[_Holder | None] = ContextVar("towerpy_reservations", default=None)
@@ -258,7 +221,7 @@ class Handoff:
 
     def __init__(self, reservations: dict[object, Reservation[Any]]) -> None:
         self._reservations = reservations
-        self._schedule = threadsafe_scheduler()
+        self._schedule = _backend.current().threadsafe_scheduler()
 
     def __del__(self) -> None:
         # cheaper than a weakref.finalize per handoff (a buffer makes one per request); like
@@ -455,7 +418,7 @@ async def reserve(
     key: object,
     acquire: Callable[[], Awaitable[TokenT]],
     release: Callable[[TokenT], object],
-    inner: Service[Any, Any] | None = None,
+    inner: Inner | None = None,
     acquire_nowait: Callable[[], TokenT | None] | None = None,
     try_acquire: Callable[[], Awaitable[TokenT | None]] | None = None,
 ) -> None:
@@ -488,7 +451,7 @@ async def try_reserve(
     key: object,
     try_acquire: Callable[[], Awaitable[TokenT | None]],
     release: Callable[[TokenT], object],
-    inner: Service[Any, Any] | None = None,
+    inner: Inner | None = None,
     acquire_nowait: Callable[[], TokenT | None] | None = None,
 ) -> bool:
     """Implements ``try_ready()`` like `reserve`, with ``try_acquire`` returning None when full.

@@ -171,6 +171,9 @@ class Middleware(
 ):
     """A service that wraps one inner service: the base class of every towerpy middleware.
 
+    Its ``inner`` attribute is what makes it a ``towerpy._chain.Wraps``: the chain of services
+    towerpy walks down (load shedding, the observability hooks) follows it.
+
     It forwards `ready`, `try_ready`, `__aenter__` and `__aexit__` to ``inner``. A subclass
     implements `call`, usually ending in ``await self.inner(request)``.
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .llm import RateLimitInfo
+    from ._ratelimits import RateLimitInfo
 
 from . import _observe
 

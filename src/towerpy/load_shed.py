@@ -8,6 +8,7 @@ from typing import Any, TypeVar, final
 from typing_extensions import override
 
 from . import _observe
+from ._chain import iter_chain
 from ._service import Middleware, Service
 from .errors import Overloaded
 from .lowlevel import Shed, shedding
@@ -118,15 +119,14 @@ def _shedding_chain(inner: Service[Any, Any]) -> tuple[frozenset[int], bool]:
     service with no readiness of its own, `LoadShed` needs no ``try_ready()`` first.
     """
     members: set[int] = set()
-    service = inner
-    while True:
+    for service in iter_chain(inner):
         sheds = getattr(type(service), "_towerpy_sheds", False)
         if not sheds:
-            return frozenset(members), type(service).ready is Service.ready
+            return frozenset(members), getattr(type(service), "ready", None) is Service.ready
         members.add(id(service))
-        if sheds == "stop" or not isinstance(service, Middleware):
-            return frozenset(members), True
-        service = service.inner
+        if sheds == "stop":
+            break
+    return frozenset(members), True
 
 
 @final

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
-import sys
-from asyncio import CancelledError
-from asyncio import current_task as _asyncio_current_task
-from typing import Any, TypeVar, final
+from typing import TypeVar, final
 
 from typing_extensions import override
 
-from ._deadlines import DeadlineQueue
-from ._runtime import _in_trio, running_loop
+from . import _backend
 from ._service import Middleware, Service
 from ._validate import check_seconds
 from .errors import Elapsed
@@ -53,14 +50,15 @@ class Timeout(Middleware[ReqT, RespT]):
         Elapsed: From ``call()``, when the limit passes.
     """
 
-    __slots__ = ("_message", "_queue", "_seconds")
+    __slots__ = ("_deadlines", "_message", "_seconds")
     _towerpy_sheds = True
 
     def __init__(self, inner: Service[ReqT, RespT], seconds: float) -> None:
         self._seconds = check_seconds("seconds", seconds)
         super().__init__(inner)
         self._message = f"request timed out after {self._seconds}s"
-        self._queue: DeadlineQueue | None = None
+        elapsed = functools.partial(Elapsed, self._message, seconds=self._seconds)
+        self._deadlines = _backend.Deadlines(self._seconds, elapsed)
 
     @property
     def seconds(self) -> float:
@@ -79,42 +77,12 @@ class Timeout(Middleware[ReqT, RespT]):
         if self._seconds == math.inf:
             unbounded: RespT = await self.inner.call(request)
             return unbounded
-        if _in_trio():
-            return await self._call_trio(request)
-        loop: Any = running_loop()
-        task: Any = _asyncio_current_task(loop)
-        queue = self._queue
-        if queue is None or queue.loop is not loop:
-            queue = self._queue = DeadlineQueue(loop, self._seconds)
-        entry = queue.push(task)
-        try:
-            result: RespT = await self.inner.call(request)
-        except CancelledError as exc:
-            if entry.fired and task.uncancel() <= entry.cancelling:
-                raise Elapsed(self._message, seconds=self._seconds) from exc
-            raise  # someone else's cancellation (too): it goes on
-        except BaseException:
-            if entry.fired:  # the call swallowed our cancellation: take the request back
-                task.uncancel()
-            raise
-        finally:
-            queue.finish(entry)
-        if entry.fired:
-            task.uncancel()
+        # the backend runs it: one timer for every call of this Timeout on asyncio (see
+        # towerpy._backend._deadlines), a cancel scope on trio
+        result: RespT = await _backend.current().call_with_deadline(
+            self._deadlines, self.inner.call, request
+        )
         return result
-
-    async def _call_trio(self, request: ReqT) -> RespT:
-        trio: Any = sys.modules["trio"]
-        cancelled: BaseException | None = None
-        with trio.CancelScope(deadline=trio.current_time() + self._seconds):
-            try:
-                result: RespT = await self.inner.call(request)
-            except trio.Cancelled as exc:
-                cancelled = exc
-                raise
-            return result
-        # only reached when the scope caught its own cancellation: the limit passed
-        raise Elapsed(self._message, seconds=self._seconds) from cancelled
 
     def __repr__(self) -> str:
         return f"Timeout({self.inner!r}, seconds={self._seconds})"

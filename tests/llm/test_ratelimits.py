@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from towerpy._ratelimits import parse_count, parse_duration, parse_instant
 from towerpy.llm import RateLimitInfo
-from towerpy.llm._ratelimits import parse_count, parse_duration, parse_instant
 
 from .fake_provider import httpx_module
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from towerpy import Elapsed, Service, service_fn
-from towerpy._runtime import _in_trio, current_task
+from towerpy._backend import current_task, in_trio
 from towerpy.testing import InFlightProbe, wait_all_tasks_blocked
 from towerpy.tools import (
     JoinPolicy,
@@ -72,7 +72,7 @@ def inv(id: str, delay: float = 0, fail: bool = False, name: str = "work") -> To
 
 
 def live_tasks() -> int:
-    if _in_trio():
+    if in_trio():
         import trio
 
         def count(task: Any) -> int:

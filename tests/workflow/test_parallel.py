@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from towerpy import service_fn
-from towerpy._runtime import current_task
+from towerpy._backend import current_task
 from towerpy.testing import wait_all_tasks_blocked
 from towerpy.workflow import JoinPolicy, Parallel
 

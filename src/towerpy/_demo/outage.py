@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, final
 import anyio
 from typing_extensions import override
 
+from .._backend import current_time
 from .._builder import ServiceBuilder
-from .._runtime import current_time
 from .._service import Middleware, Service
 from ..errors import ProviderError
 from ..resilience import Balance, CircuitBreaker, CircuitBreakerStatistics

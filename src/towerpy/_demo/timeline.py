@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, final
 
 from typing_extensions import override
 
-from .._runtime import current_time
+from .._backend import current_time
 from .._service import Middleware, Service
 
 if TYPE_CHECKING:

@@ -2,8 +2,9 @@
 
 The parts, as in tower's ``buffer``: `message` (a request on its way and where it stands),
 `worker` (the task that sequences the inner service's readiness, and the queue's places, a
-`towerpy._waiter.Permits`), `cancel` (how leaving the block cancels calls still running),
-`service` (`Buffer`, what callers await) and `layer` (`BufferLayer`).
+`towerpy._waiter.Permits`), `service` (`Buffer`, what callers await) and `layer`
+(`BufferLayer`). How leaving the block cancels calls still running is each backend's own:
+`towerpy._backend._cancel`.
 """
 
 from .layer import BufferLayer

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final
 
-from .._waiter import new_waiter
+from .._backend import new_waiter
 
 if TYPE_CHECKING:
     from ..lowlevel import Handoff
-    from .worker import Worker
 
 __all__ = ["ABANDONED", "CLOSED", "GRANTED", "QUEUED", "WAITING", "Message"]
 
@@ -20,6 +19,14 @@ QUEUED = 1  # in the queue: the worker may be waiting for the inner service's re
 GRANTED = 2  # the worker handed it the inner readiness: its caller makes the inner call
 ABANDONED = 3  # its caller left before it was granted; the worker skipped it
 CLOSED = 4  # the buffer closed before it was granted
+
+
+class Queue(Protocol):
+    """Where a request queues once it has a place: the buffer's `Worker` (which imports this)."""
+
+    def enqueue(self, message: Message[Any]) -> None:
+        """Puts ``message`` last in the queue."""
+        ...
 
 
 @final
@@ -41,7 +48,7 @@ class Message(Generic[ReqT]):
         "worker",
     )
 
-    def __init__(self, request: ReqT, worker: Worker) -> None:
+    def __init__(self, request: ReqT, worker: Queue) -> None:
         self.request = request
         self.worker = worker
         self.status = QUEUED

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Self, TypeVar, final
 
 import anyio
 from typing_extensions import override
 
-from .. import _observe
+from .. import _backend, _observe
 from .._service import Middleware, Service
 from .._validate import check_positive_int
 from ..errors import ServiceClosed
 from ..lowlevel import attach, drop, held, hold, refuse_if_shedding, take
-from .cancel import run_call
 from .message import GRANTED, Message
 from .worker import Worker
 
@@ -25,6 +25,9 @@ __all__ = ["Buffer"]
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 
+_cancelled = functools.partial(
+    ServiceClosed, "buffer closed: its `async with` block was cancelled while the request ran"
+)
 _NOT_RUNNING = (
     "buffer is not running: enter it first with `async with service:` "
     "(its worker task lives inside that block)"
@@ -138,7 +141,11 @@ class Buffer(Middleware[ReqT, RespT], direct_call=True):
             attached = attach(handoff) if handoff is not None else ()
             del handoff
             try:
-                return await run_call(self.inner.call, message)
+                # run so that the block's exit can cancel it (see towerpy._backend._cancel)
+                result: RespT = await _backend.current().run_cancellable(
+                    self.inner.call, message, _cancelled
+                )
+                return result
             finally:
                 # what the inner call did not use (it failed before reaching the layer that
                 # reserved it) goes back now, not when the caller's task ends

@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 import anyio.lowlevel
 
-from .._runtime import _in_trio
+from .. import _backend
 from .._waiter import Permits, Waiter, new_waiter
 from ..errors import ServiceClosed
 from ..lowlevel import detach
-from .cancel import cancel_call
 from .message import ABANDONED, GRANTED, QUEUED, WAITING, Message
 
 if TYPE_CHECKING:
@@ -118,7 +117,7 @@ class Worker:
         queue = self.queue
         running = self.running
         release = self.slots.give
-        in_trio = _in_trio()
+        wakes_in_order = _backend.current().WAKES_IN_ORDER
         try:
             with self.scope:
                 while True:
@@ -142,7 +141,7 @@ class Worker:
                     # else: every request it was for has left; dropping the handoff gives the
                     # readiness back as soon as it is collected
                     del handoff
-                    if in_trio and queue:
+                    if not wakes_in_order and queue:
                         # trio runs the tasks it wakes together in either order: let this
                         # caller start its call before the next one is granted
                         await anyio.lowlevel.checkpoint()
@@ -176,7 +175,7 @@ class Worker:
         except BaseException:
             self.cancelled = True
             for message in list(self.running):
-                cancel_call(message)
+                _backend.cancel(message)
             with anyio.CancelScope(shield=True):
                 while self.running:
                     drained = self.drained = new_waiter()

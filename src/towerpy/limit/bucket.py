@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import math
-import sys
 from bisect import bisect_left, bisect_right
 from collections import deque
-from dataclasses import dataclass
-from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, final
 
-from .. import _observe, _runtime
-from .._runtime import _in_trio, _sniffio_local, current_time, running_loop
+from .. import _observe
+from .._backend import Alarm, Waiter, current_time, new_alarm, new_waiter, running_clock, time_on
 from .._validate import check_cost, check_positive_number
-from .._waiter import Alarm, Waiter, new_alarm, new_waiter
 from ..errors import RequestTooLarge
+from .protocols import RateStatistics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -24,37 +21,7 @@ __all__ = ["RateStatistics", "TokenBucket"]
 _NO_CLOCK = object()  # the clock of a bucket not used yet: no running loop is it
 
 
-def _load_trio_clock() -> Any:
-    global _trio_clock
-    _trio_clock = sys.modules["trio"].lowlevel.current_clock  # trio runs: it is imported
-    return _trio_clock()
-
-
-# Returns the running trio run's clock: trio.lowlevel.current_clock, once trio has run.
-_trio_clock: Callable[[], Any] = _load_trio_clock
-
 _MAX_MARKS = 64  # restart points kept for refunds; beyond that the oldest two are merged
-
-
-@dataclass(frozen=True, slots=True)
-class RateStatistics:
-    """What a token bucket is doing at one instant.
-
-    Attributes:
-        rate: Tokens added per ``per`` seconds.
-        per: The period of ``rate``, in seconds.
-        burst: The most tokens the bucket holds.
-        tokens: Tokens available now, rounded to 9 decimal places (the clock's rounding
-            errors would show otherwise); negative while the bucket is in debt (after an
-            ``actual_cost`` above the estimate).
-        waiting: Requests waiting for tokens.
-    """
-
-    rate: float
-    per: float
-    burst: float
-    tokens: float
-    waiting: int
 
 
 @final
@@ -165,14 +132,10 @@ class TokenBucket:
         """Takes ``cost`` tokens if they are there and nobody waits; tells whether it did."""
         if self._waiters or cost > self._burst:
             return False
-        if _sniffio_local is not None and _sniffio_local.name == "trio":
-            clock = _trio_clock()
-            now = clock.current_time() if clock is self._clock else self._now()
-        else:
-            # _runtime.current_time() inlined, plus the check that the running loop is the one
-            # whose clock the state is on: as cheap as the call it replaces
-            loop, read = _runtime._last
-            now = read() if loop is self._clock and loop._thread_id == _get_ident() else self._now()
+        # the running clock, if it is the one the state is on: as cheap as reading the time
+        now = time_on(self._clock)
+        if now is None:
+            now = self._now()
         tat = self._tat
         cost_time = cost * self._interval
         if tat + cost_time - self._tau > now:
@@ -367,17 +330,13 @@ class TokenBucket:
 
     def _now(self) -> float:
         """Reads the running loop's clock, moving the state onto it first if it is another."""
-        if _in_trio():
-            clock = _trio_clock()
-            if clock is not self._clock:
-                self._move_to(clock, clock.current_time)
-            return clock.current_time()  # type: ignore[no-any-return]
-        loop = running_loop()
-        if loop is None:  # no loop runs (statistics from plain code): the last use's clock
+        running = running_clock()
+        if running is None:  # no loop runs (statistics from plain code): the last use's clock
             return current_time() if self._read is None else self._read()
-        if loop is not self._clock:
-            self._move_to(loop, loop.time)
-        return current_time()
+        clock, read = running
+        if clock is not self._clock:
+            self._move_to(clock, read)
+        return read()
 
     def _move_to(self, clock: object, read: Callable[[], float]) -> None:
         """Puts the state on another clock: a new event loop's, or a new trio run's.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TypeVar, final
 
 from typing_extensions import override
@@ -12,7 +11,7 @@ from .._service import Middleware, Service
 from .._validate import check_instance, check_positive_int
 from .._waiter import Permits
 from ..lowlevel import reserve, take_or_acquire_nowait, try_reserve, wait_for_capacity
-from .protocols import ConcurrencyBackend
+from .protocols import ConcurrencyBackend, ConcurrencyStatistics
 
 __all__ = [
     "ConcurrencyLimit",
@@ -25,26 +24,6 @@ ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 
 _PERMIT = True  # the in-memory limiter's permits are interchangeable
-
-
-@dataclass(frozen=True, slots=True)
-class ConcurrencyStatistics:
-    """What a concurrency limit is doing at one instant.
-
-    Attributes:
-        max_in_flight: The limit.
-        in_flight: Permits out: calls running plus reservations made by ``ready()``.
-        waiting: Tasks waiting for a permit.
-    """
-
-    max_in_flight: int
-    in_flight: int
-    waiting: int
-
-    @property
-    def available(self) -> int:
-        """Permits free now."""
-        return self.max_in_flight - self.in_flight
 
 
 @final

@@ -23,13 +23,51 @@ objects or callbacks across processes:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from .bucket import RateStatistics
-    from .concurrency import ConcurrencyStatistics
+__all__ = ["ConcurrencyBackend", "ConcurrencyStatistics", "RateBackend", "RateStatistics"]
 
-__all__ = ["ConcurrencyBackend", "RateBackend"]
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyStatistics:
+    """What a concurrency limit is doing at one instant.
+
+    Attributes:
+        max_in_flight: The limit.
+        in_flight: Permits out: calls running plus reservations made by ``ready()``.
+        waiting: Tasks waiting for a permit.
+    """
+
+    max_in_flight: int
+    in_flight: int
+    waiting: int
+
+    @property
+    def available(self) -> int:
+        """Permits free now."""
+        return self.max_in_flight - self.in_flight
+
+
+@dataclass(frozen=True, slots=True)
+class RateStatistics:
+    """What a token bucket is doing at one instant.
+
+    Attributes:
+        rate: Tokens added per ``per`` seconds.
+        per: The period of ``rate``, in seconds.
+        burst: The most tokens the bucket holds.
+        tokens: Tokens available now, rounded to 9 decimal places (the clock's rounding
+            errors would show otherwise); negative while the bucket is in debt (after an
+            ``actual_cost`` above the estimate).
+        waiting: Requests waiting for tokens.
+    """
+
+    rate: float
+    per: float
+    burst: float
+    tokens: float
+    waiting: int
 
 
 @runtime_checkable

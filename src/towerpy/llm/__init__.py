@@ -1,9 +1,9 @@
 """LLM step services and the agent loop."""
 
+from .._ratelimits import RateLimitInfo
 from ..errors import MaxStepsExceeded, ScriptExhausted
 from ._agent_stream import AgentStream
 from ._errors import is_retryable
-from ._ratelimits import RateLimitInfo
 from .agent import Agent, AgentResult
 from .anthropic import AnthropicModel
 from .estimate import estimate_tokens

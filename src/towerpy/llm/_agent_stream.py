@@ -18,19 +18,16 @@ delay a tool. Two ways to host that task:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
 import math
 import weakref
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Protocol, final
 
 import anyio
 
-from .. import _observe
-from .._runtime import _in_trio
+from .. import _backend, _observe
 from ..errors import MaxStepsExceeded
-from .agent import AgentResult, _add, _answered, _final_text
+from ._result import AgentResult, add_usage, answered, final_text
 from .events import (
     ModelFinished,
     RunFinished,
@@ -48,15 +45,29 @@ if TYPE_CHECKING:
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from ..tools.models import ToolInvocation, ToolOutput
-    from .agent import Agent
+    from .._service import Service
+    from ..tools.models import ToolInvocation, ToolOutput, ToolSpec
+    from ..tools.parallel import ParallelToolRouter
     from .events import AgentEvent
     from .messages import Message, StepOutcome, Usage
 
 __all__ = ["AgentStream"]
 
-# asyncio keeps only weak references to tasks: the hosts of unentered streams live here
-_HOSTS: Final[set[asyncio.Task[None]]] = set()
+
+class Agent(Protocol):
+    """What a stream reads of its `towerpy.llm.Agent` (whose module imports this one)."""
+
+    @property
+    def specs(self) -> list[ToolSpec]: ...
+
+    @property
+    def step(self) -> Service[ChatRequest, StepOutcome]: ...
+
+    @property
+    def max_steps(self) -> int: ...
+
+    @property
+    def _parallel(self) -> ParallelToolRouter: ...
 
 
 @final
@@ -215,17 +226,7 @@ class _Host:
         self._done = anyio.Event()
 
     def start(self, run: Callable[..., Awaitable[None]], *args: Any) -> None:
-        if _in_trio():
-            import trio
-
-            host = trio.lowlevel.disable_ki_protection(_hosted)  # Ctrl+C reaches the tools
-            trio.lowlevel.spawn_system_task(
-                host, self, run, *args, context=contextvars.copy_context()
-            )
-        else:
-            task = asyncio.get_running_loop().create_task(_hosted(self, run, *args))
-            _HOSTS.add(task)
-            task.add_done_callback(_HOSTS.discard)
+        _backend.current().spawn_system_task(_hosted, self, run, *args)
 
     def cancel(self) -> None:
         # from a finalizer too: when its event loop is gone, nothing runs anyway
@@ -318,7 +319,7 @@ async def _produce(
                     if _observe.model_span is None
                     else _observe.model_span(agent, request, streamed)
                 )
-            usage = _add(usage, outcome.usage)
+            usage = add_usage(usage, outcome.usage)
             if outcome.done:
                 _check_done(outcome, batch.invocations)
             elif steps == max_steps:
@@ -328,7 +329,7 @@ async def _produce(
                     f"results in .messages",
                     messages=list(outcome.messages),
                 )
-            elif not _answered(outcome):
+            elif not answered(outcome):
                 for invocation in _not_yet_started(outcome, batch.invocations):
                     batch.submit(invocation)
                 outcome = outcome.with_tool_results(await batch.results())
@@ -337,7 +338,7 @@ async def _produce(
             send(
                 RunFinished(
                     result=AgentResult(
-                        output=_final_text(outcome.messages),
+                        output=final_text(outcome.messages),
                         messages=list(outcome.messages),
                         steps=steps,
                         usage=usage,

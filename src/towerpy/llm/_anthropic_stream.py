@@ -21,7 +21,7 @@ from .events import ModelFinished, TextDelta, ToolCallComplete, ToolCallStarted
 from .messages import ToolCall
 
 if TYPE_CHECKING:
-    from ._ratelimits import RateLimitInfo
+    from .._ratelimits import RateLimitInfo
     from .events import StepEvent
     from .messages import ChatRequest
 

@@ -13,8 +13,8 @@ from ._sdk import parse_arguments
 from .messages import Message, StepOutcome, ToolCall, Usage
 
 if TYPE_CHECKING:
+    from .._ratelimits import RateLimitInfo
     from ..tools.models import ToolSpec
-    from ._ratelimits import RateLimitInfo
     from .messages import ChatRequest
 
 __all__ = [

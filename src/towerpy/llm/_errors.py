@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._failures import is_retryable  # in the core, which must not import towerpy.llm
+from .._ratelimits import RateLimitInfo
 from ..errors import ProviderError, ProviderUnavailable, RateLimited
 from ..retry.after import retry_after_from_headers
-from ._ratelimits import RateLimitInfo
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -8,20 +8,19 @@ first-served: a pause or a probe holds the head, and so everyone, in order.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
 from .. import _observe
-from .._runtime import _in_trio, current_time, running_loop
+from .._backend import current_time, running_clock
+from .._ratelimits import RateLimitInfo
 from .._service import callable_name
 from .._validate import check_plain_function, check_positive_number, check_seconds
 from .._waiter import Permits
 from ..errors import ProviderError, RateLimited
 from ._budget import OPEN, UNKNOWN, Budget, Taken
-from ._ratelimits import RateLimitInfo
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -86,9 +85,8 @@ class _Admission:
 
 def _clock() -> object:
     """The running loop's clock (a pause's time means nothing on another loop's clock)."""
-    if _in_trio():
-        return sys.modules["trio"].lowlevel.current_clock()
-    return running_loop()
+    running = running_clock()
+    return None if running is None else running[0]
 
 
 @final

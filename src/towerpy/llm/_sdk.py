@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from .._ratelimits import RateLimitInfo
 from .._validate import check_mapping
 from ._errors import from_sdk_error, unreadable_answer
-from ._ratelimits import RateLimitInfo
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping

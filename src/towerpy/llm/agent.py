@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, final
 
 import anyio
-from pydantic import BaseModel, Field
 from typing_extensions import override
 
 from .. import _observe
-from .._runtime import _in_trio
+from .._backend import in_event_loop
 from .._service import Service
 from .._validate import check_instance, check_positive_int, check_str
 from ..errors import MaxStepsExceeded
 from ..limit.concurrency import ConcurrencyLimit
 from ..tools.parallel import JoinPolicy, ParallelToolRouter, catalog_of
 from ..tools.router import ToolRouter
+from ._agent_stream import AgentStream
+from ._result import AgentResult, add_usage, answered, final_text
 from .messages import ChatRequest, Message, StepOutcome, Usage
 
 if TYPE_CHECKING:
@@ -26,25 +26,8 @@ if TYPE_CHECKING:
     from ..limit.protocols import ConcurrencyBackend
     from ..tools.models import ToolInvocation, ToolOutput, ToolSpec
     from ..tools.router import ToolCatalog
-    from ._agent_stream import AgentStream
 
 __all__ = ["Agent", "AgentResult"]
-
-
-class AgentResult(BaseModel):
-    """What `Agent.run` returns.
-
-    Attributes:
-        output: The text of the model's final answer.
-        messages: The whole conversation, the system message first when one is set.
-        steps: How many model calls were made.
-        usage: Token counts summed over every model call that reported them, or None.
-    """
-
-    output: str
-    messages: list[Message] = Field(default_factory=list)
-    steps: int
-    usage: Usage | None = None
 
 
 @final
@@ -166,17 +149,18 @@ class Agent(Service[str | list[Message], AgentResult]):
             ValueError: ``prompt`` is an empty list.
         """
         if _observe.agent_run is not None and _observe.entering(prompt):
-            return await _observe.agent_run(self, prompt)  # traced: runs this again, in a span
+            traced: AgentResult = await _observe.agent_run(self, prompt)  # again, in a span
+            return traced
         messages = self._start(prompt)
         specs = self.specs
         usage: Usage | None = None
         for steps in range(1, self.max_steps + 1):
             step = self.step if _observe.model_step is None else _observe.model_step(self)
             outcome = await step(ChatRequest(messages=messages, tools=specs))
-            usage = _add(usage, outcome.usage)
+            usage = add_usage(usage, outcome.usage)
             if outcome.done:
                 return AgentResult(
-                    output=_final_text(outcome.messages),
+                    output=final_text(outcome.messages),
                     messages=list(outcome.messages),
                     steps=steps,
                     usage=usage,
@@ -188,7 +172,7 @@ class Agent(Service[str | list[Message], AgentResult]):
                     f"results in .messages",
                     messages=list(outcome.messages),
                 )
-            if not _answered(outcome):
+            if not answered(outcome):
                 outcome = outcome.with_tool_results(await self._parallel(outcome.tool_calls))
             messages = list(outcome.messages)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
@@ -227,8 +211,6 @@ class Agent(Service[str | list[Message], AgentResult]):
             ValueError: ``prompt`` is neither a str nor a non-empty list of messages.
             TypeError: ``early_start`` is not a bool, or a message of ``prompt`` not a message.
         """
-        from ._agent_stream import AgentStream  # here: that module imports this one
-
         check_instance("early_start", early_start, bool, "a bool")
         return AgentStream(self, self._start(prompt), early_start=early_start)
 
@@ -239,7 +221,7 @@ class Agent(Service[str | list[Message], AgentResult]):
             RuntimeError: Called from inside a running event loop; ``await agent.run(...)``
                 there instead.
         """
-        if _in_trio() or asyncio._get_running_loop() is not None:
+        if in_event_loop():
             raise RuntimeError(
                 "Agent.run_sync() cannot be called from inside a running event loop; "
                 "use `await agent.run(...)` there instead"
@@ -288,37 +270,3 @@ class Agent(Service[str | list[Message], AgentResult]):
 
     def __repr__(self) -> str:
         return f"Agent({self.step!r}, tools={self.tools!r}, max_steps={self.max_steps})"
-
-
-def _answered(outcome: StepOutcome) -> bool:
-    """Whether the outcome's messages already end with a result for every tool call."""
-    answered: set[str | None] = set()
-    for message in reversed(outcome.messages):
-        if message.role != "tool":
-            break
-        answered.add(message.tool_call_id)
-    return all(call.id in answered for call in outcome.tool_calls)
-
-
-def _final_text(messages: list[Message]) -> str:
-    for message in reversed(messages):
-        if message.role == "assistant":
-            return message.content or ""
-    return ""
-
-
-def _add(total: Usage | None, usage: Usage | None) -> Usage | None:
-    if usage is None:
-        return total
-    if total is None:
-        return usage
-    return Usage(
-        input_tokens=total.input_tokens + usage.input_tokens,
-        output_tokens=total.output_tokens + usage.output_tokens,
-        cache_read_tokens=_sum(total.cache_read_tokens, usage.cache_read_tokens),
-        cache_write_tokens=_sum(total.cache_write_tokens, usage.cache_write_tokens),
-    )
-
-
-def _sum(a: int | None, b: int | None) -> int | None:
-    return None if a is None and b is None else (a or 0) + (b or 0)

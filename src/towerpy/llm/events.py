@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal, Self, TypeAlias, final
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..tools.models import ToolInvocation, ToolOutput
-from .agent import AgentResult
+from ._result import AgentResult
 from .messages import StepOutcome, ToolCall
 
 __all__ = [

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from .._ratelimits import RateLimitInfo  # noqa: TC001 - pydantic reads the annotation
 from ..tools.models import ToolInvocation, ToolOutput, ToolSpec
-from ._ratelimits import RateLimitInfo  # noqa: TC001 - pydantic reads the annotation
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

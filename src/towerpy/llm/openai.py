@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, Any, final
 
 from typing_extensions import override
 
+from .._ratelimits import create_reading_headers
 from .._service import Service
 from .._validate import check_instance, check_int, check_positive_int, check_str
 from ._errors import from_sdk_error, unreadable_answer
 from ._openai_stream import ChunkReader
 from ._openai_wire import to_outcome, to_wire_messages, to_wire_tools
-from ._ratelimits import create_reading_headers
 from ._sdk import UNREADABLE, check_params, import_sdk, read_stream
 from .events import StepStream
 from .messages import ChatRequest, StepOutcome

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias, final
@@ -11,7 +10,7 @@ import anyio
 from typing_extensions import override
 
 from .. import _observe
-from .._runtime import _in_trio
+from .._backend import in_event_loop
 from .._service import Middleware, Service
 from .._validate import check_positive_int
 from ..limit.concurrency import ConcurrencyLimit, ConcurrencyLimiter
@@ -286,7 +285,7 @@ class AgentPool:
                 there instead.
             KeyError: No agent has that name.
         """
-        if _in_trio() or asyncio._get_running_loop() is not None:
+        if in_event_loop():
             raise RuntimeError(
                 "AgentPool.run_sync() cannot be called from inside a running event loop; "
                 "use `await pool.run(...)` there instead"

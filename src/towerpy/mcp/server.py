@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 from pydantic import BaseModel
 
-from .._runtime import _in_trio
+from .. import _backend
 from ..errors import ToolNotFound
 from ..tools.models import ToolInvocation
 from ..tools.parallel import catalog_of, describe_failure
@@ -201,7 +201,7 @@ async def serve_mcp(
             task_status.started(None)
             await server.run(read, write, server.create_initialization_options())
         return
-    if _in_trio():
+    if _backend.current().NAME == "trio":
         raise RuntimeError(
             "serve_mcp(transport='http') runs uvicorn, which needs asyncio; on trio, serve "
             "mcp_app(router) with an ASGI server that runs on trio (hypercorn)"

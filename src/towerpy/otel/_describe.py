@@ -7,6 +7,7 @@ import weakref
 from typing import Any
 
 from .. import _observe
+from .._chain import iter_chain
 
 __all__ = ["agent_name", "describe_step", "tool_description"]
 
@@ -35,17 +36,13 @@ def describe_step(step: object) -> tuple[str | None, str]:
         pass
     model: str | None = None
     provider: str | None = None
-    node: object = step
-    seen: set[int] = set()
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
+    for node in iter_chain(step):
         found = getattr(node, "model", None)
         if model is None and isinstance(found, str):
             model = found
         named = getattr(node, "provider", None)
         if provider is None:
             provider = named if isinstance(named, str) else _PROVIDERS.get(type(node).__module__)
-        node = getattr(node, "inner", None)
     described = (model, provider or _UNKNOWN)
     with contextlib.suppress(TypeError):  # not weakly referenceable: read it again next time
         _steps[step] = described

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, final
 
 import anyio
 
-from .._runtime import _in_trio
+from .. import _backend
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -127,7 +127,7 @@ class _RedisPy:
         self.exhausted: tuple[type[BaseException], ...] = () if exhausted is None else (exhausted,)
 
     def check_backend(self, who: str) -> None:
-        if _in_trio():
+        if _backend.current().NAME != "asyncio":
             raise TypeError(
                 f"{who} was given a redis.asyncio client, which runs on asyncio only; on trio "
                 f"pass a coredis client instead (coredis>=6 runs on trio): {_COREDIS_EXTRA}"

@@ -26,7 +26,6 @@ the recovery.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import logging
@@ -35,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from .._runtime import _in_trio, current_time
+from .. import _backend
+from .._backend import current_time
 from ..errors import LimiterUnavailable, ServiceClosed
 from ._client import connect
 from ._ticket import Ticket
@@ -284,12 +284,9 @@ class Shared:
         return reply
 
     async def _call(self, script: str, keys: Sequence[str], args: Sequence[str]) -> Any:
-        # asyncio.timeout costs half of what anyio.fail_after does on asyncio, on every request
-        if _in_trio():
-            with anyio.fail_after(self.op_timeout):
-                return await self.conn.run(script, keys, args)
-        async with asyncio.timeout(self.op_timeout):
-            return await self.conn.run(script, keys, args)
+        return await _backend.current().call_with_timeout(
+            self.op_timeout, self.conn.run, script, keys, args
+        )
 
     def _lost(self, exc: BaseException) -> None:
         if not self._outage:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._runtime import current_time
-from .._waiter import Alarm, new_alarm
+from .._backend import Alarm, current_time, new_alarm
 
 __all__ = ["Ticket"]
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, final
 
 from .._validate import check_cost, check_positive_number
 from ..errors import RequestTooLarge
-from ..limit.bucket import RateStatistics
+from ..limit.protocols import RateStatistics
 from . import _lua
 from ._client import text
 from ._shared import CHANNEL_PREFIX, Shared, Ticket, check_name, check_policy

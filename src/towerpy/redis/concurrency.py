@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Self, final
 
 from .._validate import check_positive_int, check_positive_number
-from ..limit.concurrency import ConcurrencyStatistics
+from ..limit.protocols import ConcurrencyStatistics
 from . import _lua
 from ._client import text
 from ._shared import CHANNEL_PREFIX, Shared, Ticket, _log, check_name, check_policy

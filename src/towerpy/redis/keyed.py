@@ -8,7 +8,7 @@ this process nothing more than a thousand.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final
 
 from .._service import Middleware, Service
 from .._validate import check_plain_function, check_positive_int
@@ -18,8 +18,7 @@ from ..limit.rate import RateLimit
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Mapping
 
-    from .bucket import RedisTokenBucket
-    from .concurrency import RedisConcurrencyLimiter
+    from ..limit.protocols import ConcurrencyBackend, RateBackend
 
 __all__ = [
     "RedisKeyedConcurrencyLimit",
@@ -27,6 +26,22 @@ __all__ = [
     "RedisKeyedRateLimit",
     "RedisKeyedRateLimitLayer",
 ]
+
+
+class RedisTokenBucket(Protocol):
+    """What a keyed rate limit uses of its `towerpy.redis.RedisTokenBucket` (which imports it)."""
+
+    @property
+    def burst(self) -> float: ...
+
+    def for_key(self, key: Hashable) -> RateBackend: ...
+
+
+class RedisConcurrencyLimiter(Protocol):
+    """What a keyed concurrency limit uses of its `towerpy.redis.RedisConcurrencyLimiter`."""
+
+    def for_key(self, key: Hashable, max_in_flight: int | None = None) -> ConcurrencyBackend: ...
+
 
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
-from .._runtime import current_task
+from .._backend import current_task
 
 if TYPE_CHECKING:
     from .._service import Service

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal, Self, TypeVar
 import anyio
 from typing_extensions import override
 
-from .._runtime import current_time
+from .._backend import current_time
 from .._service import Service, callable_name
 from .._validate import check_positive_number
 from ..lowlevel import drop, held, hold, take

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Literal, final
 import anyio
 
 from .. import _observe
+from .._backend import current_time
 from .._failures import is_outage
-from .._runtime import current_time
 from .._validate import check_exception_matcher, check_positive_int, check_seconds
 from .._waiter import Permits
 from ..errors import CircuitOpen

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 import anyio
 from typing_extensions import override
 
-from .._runtime import current_time
+from .._backend import current_time
 from .._service import Middleware, Service
 from .._validate import check_plain_function, check_positive_int, check_seconds
 from .._waiter import new_alarm

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import final
 
-from .._runtime import current_time
+from .._backend import current_time
 from .._validate import check_exact_number
 
 __all__ = ["RetryBudget"]

@@ -6,7 +6,7 @@ from typing import TypeVar, final
 
 from typing_extensions import override
 
-from .._runtime import current_time
+from .._backend import current_time
 from .._service import Middleware, Service
 
 __all__ = ["InFlightProbe"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from typing_extensions import override
 
-from .._runtime import _in_trio
+from .._backend import running_loop
 from .._validate import check_seconds
 
 if TYPE_CHECKING:
@@ -142,8 +142,8 @@ async def wait_all_tasks_blocked() -> None:
     get a few loop passes first (a step usually wakes a few tasks that block again at once),
     then it is `anyio.wait_all_tasks_blocked`, as it is on trio.
     """
-    if not _in_trio():
-        loop = asyncio.get_running_loop()
+    loop = running_loop()  # None on trio
+    if loop is not None:
         if isinstance(loop, VirtualTimeEventLoop):
             await loop._wait_idle()
             return

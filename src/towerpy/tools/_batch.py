@@ -18,7 +18,7 @@ import math
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, final
 
-from .._runtime import current_time
+from .._backend import current_time
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from .._runtime import _in_trio
+from .. import _backend
 from ..errors import ToolError, WaitElapsed
 
 if TYPE_CHECKING:
@@ -62,10 +61,7 @@ def describe_failure(invocation: ToolInvocation, error: Exception) -> str:
 
 def stray_cancellation(error: BaseException) -> bool:
     """Tells a cancellation exception that no cancellation of this task caused."""
-    if _in_trio() or not isinstance(error, asyncio.CancelledError):
-        return False  # trio raises Cancelled only for a cancellation of the task's scopes
-    task = asyncio.current_task()
-    return task is not None and not task.cancelling()
+    return _backend.current().stray_cancellation(error)
 
 
 def replace_note(error: BaseException, prefix: str, note: str) -> None:

@@ -15,8 +15,8 @@ import anyio
 
 from ._batch import Batch, current_batch
 from ._failures import attach_outcomes, report_threads, stray_cancellation
+from ._join import JoinPolicy
 from .models import ToolOutput
-from .parallel import JoinPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -23,13 +23,13 @@ import enum
 from collections import deque
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
+from .. import _backend
 from ._failures import stray_cancellation
-from ._fanout import fan_out
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from ._fanout import FanOut
+    from .._backend._fanout import FanOut
 
 __all__ = ["Dependencies", "Join", "JoinPolicy"]
 
@@ -156,7 +156,7 @@ class Join(Generic[ItemT]):
             self.fanout = None
             await self._work(None)
             return
-        fanout = fan_out(self.limit, self._pending, self._work)
+        fanout = _backend.current().fan_out(self.limit, self._pending, self._work)
         self.fanout = fanout
         try:
             await fanout.run()
@@ -223,7 +223,7 @@ class Join(Generic[ItemT]):
             self.fanout = None
             await self._work_graph(None)
             return
-        fanout = fan_out(self.limit, self._ready_count, self._work_graph)
+        fanout = _backend.current().fan_out(self.limit, self._ready_count, self._work_graph)
         self.fanout = fanout
         try:
             await fanout.run()

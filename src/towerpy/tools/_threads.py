@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 import anyio
 import anyio.to_thread
 
-from .._runtime import threadsafe_scheduler
+from .. import _backend
 from .._validate import check_positive_int
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ class _Waiter:
 
     def __init__(self) -> None:
         self.event = anyio.Event()
-        self.schedule = threadsafe_scheduler()
+        self.schedule = _backend.current().threadsafe_scheduler()
         self.granted = False
 
 

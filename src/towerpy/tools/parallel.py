@@ -19,8 +19,8 @@ from .._validate import (
 from ..errors import DependencyFailed, Elapsed, WaitElapsed
 from ._batch import Batch, Clock, current_batch, current_clock
 from ._failures import attach_outcomes, describe_failure, report_threads
+from ._graph import Graph
 from ._join import Join, JoinPolicy
-from .graph import ToolGraph
 from .models import ToolInvocation, ToolOutput
 from .router import ToolCatalog, ToolRouter
 
@@ -210,7 +210,7 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
         )
 
     async def _call_graph(self, request: list[ToolInvocation]) -> list[ToolOutput]:
-        graph = ToolGraph(request, sequential=self._barrier_lookup())  # raises before any runs
+        graph = Graph(request, sequential=self._barrier_lookup())  # raises before any runs
         join = self._join(request)
 
         def skip(dependent: int, failed: int, cause: Exception) -> Exception:

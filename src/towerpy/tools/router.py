@@ -229,7 +229,10 @@ class ToolRouter(Service[ToolInvocation, ToolOutput], direct_call=True):
     @override
     async def call(self, request: ToolInvocation) -> ToolOutput:
         if _observe.tool_call is not None and _observe.entering(request):
-            return await _observe.tool_call(self, request)  # traced: runs this again, in a span
+            traced: ToolOutput = await _observe.tool_call(
+                self, request
+            )  # runs this again, in a span
+            return traced
         tool = (self._current() if self._groups else self._tools).get(request.name)
         if tool is None:
             raise ToolNotFound(self._not_found(request.name))

@@ -9,8 +9,11 @@ apart from anyone else's (``Task.uncancel``). anyio's cancel scopes count native
 the same way, so the two interoperate. A native cancellation would break through anyio's
 shielded scopes, so a call inside one is cancelled only once the shield is gone.
 
-The anyio scopes are read from anyio's private record of them (``_task_states``): only on the
-rare paths (the exit cancelling a call), never per call.
+The anyio scopes are read from anyio's private record of them (see `._anyio`): only on the
+rare paths (the exit cancelling a call), never per call. Without that record, each call runs in
+an anyio cancel scope instead (slower, same behaviour), and a warning says so.
+
+`towerpy.buffer` uses this through `towerpy._backend`: `run_cancellable` and `cancel`.
 """
 
 from __future__ import annotations
@@ -21,39 +24,33 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 
-from .._runtime import _in_trio, current_task
-from ..errors import ServiceClosed
+from . import _anyio
+from ._running import current_task
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from .message import Message
+    from ._types import Cancellable as Message
 
-_task_states: Any
-try:  # anyio's record of each asyncio task's innermost cancel scope, to respect its shields
-    from anyio._backends._asyncio import _task_states
-except ImportError:  # pragma: no cover - a future anyio that moved it: anyio scopes instead
-    _task_states = None
-
-__all__ = ["cancel_call", "run_call"]
+__all__ = ["cancel", "run_asyncio", "run_trio"]
 
 RespT = TypeVar("RespT")
-
-_CANCELLED = "buffer closed: its `async with` block was cancelled while the request ran"
 _FIRST_RECHECK = 0.001  # seconds before looking again at a call inside a shielded scope
 _LAST_RECHECK = 0.01
 
 
-async def run_call(call: Callable[[Any], Awaitable[RespT]], message: Message[Any]) -> RespT:
-    """Runs ``call(message.request)`` in the current task, cancellable by `cancel_call`.
+async def run_asyncio(
+    call: Callable[[Any], Awaitable[RespT]],
+    message: Message,
+    cancelled: Callable[[], BaseException],
+) -> RespT:
+    """Runs ``call(message.request)`` in the current task, cancellable by `cancel`.
 
     Raises:
-        ServiceClosed: `cancel_call` cancelled it.
+        BaseException: ``cancelled()``, when `cancel` cancelled the call.
     """
-    if _in_trio():
-        return await _run_trio(call, message)
-    if _task_states is None:  # pragma: no cover - see the import
-        return await _run_in_anyio_scope(call, message)
+    if not _anyio.READABLE:
+        return await _run_in_anyio_scope(call, message, cancelled)
     task: Any = current_task()
     message.task = task
     message.cancelling = task.cancelling()
@@ -65,7 +62,7 @@ async def run_call(call: Callable[[Any], Awaitable[RespT]], message: Message[Any
                 # the caller is being cancelled too: its own scope's cancellation, which anyio
                 # delivers on the next loop cycle, takes over from ours
                 await asyncio.sleep(0)
-            raise ServiceClosed(_CANCELLED) from exc
+            raise cancelled() from exc
         raise  # someone else's cancellation (too): it goes on
     except BaseException:
         if message.fired:  # the call swallowed our cancellation: take the request back
@@ -78,8 +75,8 @@ async def run_call(call: Callable[[Any], Awaitable[RespT]], message: Message[Any
     return result
 
 
-def cancel_call(message: Message[Any]) -> None:
-    """Cancels the call `run_call` runs for ``message``; nothing if it has not started."""
+def cancel(message: Message) -> None:
+    """Cancels the call run for ``message``; nothing if it has not started."""
     if message.task is not None:
         _cancel_task(message, _FIRST_RECHECK)
     elif message.scope is not None and not message.fired:
@@ -87,7 +84,7 @@ def cancel_call(message: Message[Any]) -> None:
         message.scope.cancel()  # a trio scope, or an anyio one (see _run_in_anyio_scope)
 
 
-def _cancel_task(message: Message[Any], recheck: float) -> None:
+def _cancel_task(message: Message, recheck: float) -> None:
     task = message.task
     if task is None or message.fired:  # the call has ended, or is being cancelled already
         return
@@ -116,8 +113,7 @@ def _shielded(task: Any) -> bool:
     Any shield counts, the caller's own around its call included: code that asked not to be
     cancelled is not cancelled by the buffer either (the exit then waits for the call to end).
     """
-    state = _task_states.get(task)
-    scope = None if state is None else state.cancel_scope
+    scope = _anyio.innermost_scope(task)
     while scope is not None:
         if scope._shield:
             return True
@@ -130,8 +126,7 @@ def _outer_scope_cancelled(task: Any) -> bool:
 
     Called once the call has ended: the task's innermost scope is the one around the call.
     """
-    state = _task_states.get(task)
-    scope = None if state is None else state.cancel_scope
+    scope = _anyio.innermost_scope(task)
     while scope is not None:
         if scope._cancel_called:
             return True
@@ -141,26 +136,35 @@ def _outer_scope_cancelled(task: Any) -> bool:
     return False
 
 
-async def _run_trio(call: Callable[[Any], Awaitable[RespT]], message: Message[Any]) -> RespT:
+async def run_trio(
+    call: Callable[[Any], Awaitable[RespT]],
+    message: Message,
+    cancelled: Callable[[], BaseException],
+) -> RespT:
+    """Runs ``call(message.request)`` in the current trio task, cancellable by `cancel`."""
     trio: Any = sys.modules["trio"]
-    cancelled: BaseException | None = None
+    caught: BaseException | None = None
     scope: _Scope = trio.CancelScope()
     message.scope = scope
     with scope:
         try:
             return await call(message.request)
         except trio.Cancelled as exc:
-            cancelled = exc
+            caught = exc
             raise
     # only reached when the scope caught its own cancellation, which trio does only when no
-    # scope around it is cancelled too: cancel_call cancelled it, and nobody else did
-    raise ServiceClosed(_CANCELLED) from cancelled
+    # scope around it is cancelled too: cancel() cancelled it, and nobody else did
+    raise cancelled() from caught
 
 
 async def _run_in_anyio_scope(
-    call: Callable[[Any], Awaitable[RespT]], message: Message[Any]
-) -> RespT:  # pragma: no cover - only when anyio's internals moved (see the import)
+    call: Callable[[Any], Awaitable[RespT]],
+    message: Message,
+    cancelled: Callable[[], BaseException],
+) -> RespT:
+    # anyio's internals are not there to read (see ._anyio): the public path, and a warning
+    _anyio.scopes_readable()
     scope = message.scope = anyio.CancelScope()
     with scope:
         return await call(message.request)
-    raise ServiceClosed(_CANCELLED)  # as on trio, only when no scope around it is cancelled
+    raise cancelled()  # as on trio, only when no scope around it is cancelled

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from .._runtime import _in_trio, running_loop
+from ._running import running_loop
 
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Awaitable, Callable
 
-__all__ = ["FanOut", "fan_out"]
+__all__ = ["AsyncioFanOut", "FanOut", "TrioFanOut"]
 
 
 class FanOut:
@@ -49,24 +49,13 @@ class FanOut:
         """Cancels every worker, the calling task's included; no new helper starts."""
         raise NotImplementedError  # pragma: no cover
 
-
-def fan_out(
-    limit: int, pending: Callable[[], int], work: Callable[[FanOut], Awaitable[None]]
-) -> _AsyncioFanOut | _TrioFanOut:
-    """Makes the fan-out for the running backend.
-
-    Args:
-        limit: The most workers at once, the calling task's included.
-        pending: How many calls are still waiting to be taken.
-        work: The worker: takes calls until none is pending; given the handle.
-    """
-    if _in_trio():
-        return _TrioFanOut(limit, pending, work)
-    return _AsyncioFanOut(limit, pending, work)
+    async def run(self) -> None:
+        """Runs the workers; returns when all are done, raising what a helper raised."""
+        raise NotImplementedError  # pragma: no cover
 
 
 @final
-class _AsyncioFanOut(FanOut):
+class AsyncioFanOut(FanOut):
     __slots__ = (
         "_alive",
         "_cancelled",
@@ -171,7 +160,7 @@ class _AsyncioFanOut(FanOut):
 
 
 @final
-class _TrioFanOut(FanOut):
+class TrioFanOut(FanOut):
     __slots__ = ("_alive", "_cancelled", "_group", "_limit", "_pending", "_spare", "_work")
 
     def __init__(

@@ -27,6 +27,9 @@ scopes give (the outermost cancellation that is due wins):
 
 Those two waits are re-checked on a short timer (1 ms, doubling up to 10 ms): neither a shield
 nor a scope says to anyone when it ends.
+
+The anyio scopes are read from anyio's private record of them (see `._anyio`); only when it is
+there: without it, `Timeout` runs each call in an anyio cancel scope instead.
 """
 
 from __future__ import annotations
@@ -37,11 +40,7 @@ from typing import TYPE_CHECKING, Any, final
 if TYPE_CHECKING:
     import asyncio
 
-_task_states: Any
-try:  # anyio's record of each asyncio task's innermost cancel scope, to respect its shields
-    from anyio._backends._asyncio import _task_states
-except ImportError:  # pragma: no cover - a future anyio that moved it: no shield detection
-    _task_states = None
+from ._anyio import innermost_scope
 
 __all__ = ["DeadlineQueue", "Entry"]
 
@@ -67,8 +66,7 @@ class Entry:
         self.deadline = deadline
         self.outer = outer  # the same task's Timeout call around this one
         self.cancelling = task.cancelling()
-        state = _task_states.get(task) if _task_states is not None else None
-        self.scope: Any = None if state is None else state.cancel_scope
+        self.scope: Any = innermost_scope(task)
         self.done = False
         self.fired = False
         self.queued = True
@@ -76,10 +74,7 @@ class Entry:
 
 def _shielded(entry: Entry) -> bool:
     """Tells whether the task sits in a shielded anyio scope entered after the call started."""
-    if _task_states is None:  # pragma: no cover - see the import
-        return False
-    state = _task_states.get(entry.task)
-    scope = None if state is None else state.cancel_scope
+    scope = innermost_scope(entry.task)
     while scope is not None and scope is not entry.scope:
         if scope._shield:
             return True

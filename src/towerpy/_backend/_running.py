@@ -1,9 +1,14 @@
-"""What the running event loop is: its clock and how to schedule work on it from anywhere.
+"""Which backend runs, and the hot-path questions about it: the clock, the task, the loop.
 
 `anyio.current_time()` costs about a microsecond because it looks the backend up on every call;
 a limiter reads the clock on every request, so this module answers the same question in a few
 tens of nanoseconds. The answer is always the one anyio would give: the asyncio loop's
 ``time()``, or trio's clock (a ``MockClock`` in tests).
+
+The backend is told by the thread-local record sniffio keeps (trio marks its thread there,
+and anyio consults it first as well): one attribute read. `towerpy._backend.current` makes that
+read to pick the backend's operations; the functions here make it inline, being on every
+request's path.
 """
 
 from __future__ import annotations
@@ -33,12 +38,22 @@ else:  # 3.11's asyncio.current_task() is Python around this C dictionary: skip 
 
     _task_running_in = _current_tasks.get
 
-__all__ = ["current_task", "current_time", "running_loop", "threadsafe_scheduler"]
+__all__ = ["current_task", "current_time", "in_trio", "running_clock", "running_loop", "time_on"]
 
 
-def _in_trio() -> bool:
-    # trio marks its thread for sniffio, which is what anyio consults first as well
+def in_trio() -> bool:
+    """Whether trio runs in this thread (else asyncio, or no loop at all)."""
     return _sniffio_local is not None and _sniffio_local.name == "trio"
+
+
+def _load_trio_clock() -> Any:
+    global _trio_clock
+    _trio_clock = sys.modules["trio"].lowlevel.current_clock  # trio runs: it is imported
+    return _trio_clock()
+
+
+# Returns the running trio run's clock: trio.lowlevel.current_clock, once trio has run.
+_trio_clock: Callable[[], Any] = _load_trio_clock
 
 
 # The running loop and its clock, cached: on 3.11, asyncio's _get_running_loop() makes a getpid()
@@ -94,16 +109,31 @@ def current_task() -> object:
     return task
 
 
-def threadsafe_scheduler() -> Callable[[Callable[[], object]], object]:
-    """Returns a function, callable from any thread, that runs a callback soon on the current loop.
+def time_on(clock: Any) -> float | None:
+    """Reads the running clock if it is ``clock`` (an asyncio loop, or a trio run's clock).
 
-    Finalizers use it: they may run in any thread and at any point of the loop's own code, so the
-    work they trigger must be queued, never done on the spot.
+    Returns:
+        The time, or None when another clock runs (or none): then use `running_clock`.
     """
-    if _in_trio():
-        token = sys.modules["trio"].lowlevel.current_trio_token()
-        return token.run_sync_soon  # type: ignore[no-any-return]
-    loop = _get_running_loop()
-    if loop is None:  # pragma: no cover - only reachable outside an event loop
-        raise RuntimeError("towerpy services must be used inside a running event loop")
-    return loop.call_soon_threadsafe
+    if _sniffio_local is not None and _sniffio_local.name == "trio":
+        if _trio_clock() is clock:
+            return clock.current_time()  # type: ignore[no-any-return]
+        return None
+    loop, read = _last
+    if loop is clock and loop is not None and loop._thread_id == _get_ident():
+        return read()
+    return None
+
+
+def running_clock() -> tuple[object, Callable[[], float]] | None:
+    """The running clock and the function reading it; None when no event loop runs.
+
+    The clock is the asyncio loop, or the trio run's clock: each has a time of its own.
+    """
+    if _sniffio_local is not None and _sniffio_local.name == "trio":
+        trio_clock = _trio_clock()
+        return trio_clock, trio_clock.current_time
+    loop = running_loop()
+    if loop is None:
+        return None
+    return loop, _last[1] if _last[0] is loop else loop.time
