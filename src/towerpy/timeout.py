@@ -70,7 +70,14 @@ class Timeout(Middleware[ReqT, RespT]):
         inner = self.inner
         if type(inner).ready is not _NOTHING_TO_WAIT_FOR:  # skip an await of a no-op
             await inner.ready()  # not timed: the limit bounds the call alone
-        return await self.call(request)
+        if self._seconds == math.inf:
+            unbounded: RespT = await inner.call(request)
+            return unbounded
+        # call(), inlined: one coroutine fewer on every request's path
+        result: RespT = await _backend.current().call_with_deadline(
+            self._deadlines, inner.call, request
+        )
+        return result
 
     @override
     async def call(self, request: ReqT) -> RespT:
