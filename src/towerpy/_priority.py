@@ -73,7 +73,7 @@ def priority_of(fn: Callable[[Any], object], request: object) -> float:
     value = fn(request)
     if type(value) is int:
         return value
-    if isinstance(value, Real) and not isinstance(value, bool):
+    if isinstance(value, Real) and type(value) is not bool:
         number = float(value)
         if math.isfinite(number):
             return number

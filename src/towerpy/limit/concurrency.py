@@ -319,9 +319,7 @@ class ConcurrencyLimit(Middleware[ReqT, RespT], direct_call=True):
         except BaseException:
             self.inner.drop_reservation()  # refused before the call: free what ready() took
             raise
-        return await wait_for_capacity(
-            self, lambda: limiter.acquire(priority), limiter.try_acquire
-        )
+        return await wait_for_capacity(self, lambda: limiter.acquire(priority), limiter.try_acquire)
 
     def statistics(self) -> ConcurrencyStatistics:
         """Returns the limiter's statistics (shared with other services, if it is shared)."""

@@ -120,10 +120,11 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
       service; ``call()`` then waits for the tokens. It does not know the request either: with
       ``priority``, it waits with priority 0.
     - ``call()`` uses the task's reservation or waits for its tokens itself (with the request's
-      priority), then calls the inner service. Tokens are spent once a request is admitted: a call that fails or is cancelled
-      afterwards does not get them back. With ``actual_cost``, the real cost is read from the
-      response and the difference from the estimate is charged (the bucket may go into debt,
-      which delays the next admissions) or refunded (which may admit the next waiter sooner).
+      priority), then calls the inner service. Tokens are spent once a request is admitted: a
+      call that fails or is cancelled afterwards does not get them back. With ``actual_cost``,
+      the real cost is read from the response and the difference from the estimate is charged
+      (the bucket may go into debt, which delays the next admissions) or refunded (which may
+      admit the next waiter sooner).
     - An unused reservation is refunded; a task cancelled while waiting takes nothing.
 
     **Priorities.** With ``priority``, a request that must wait for its tokens waits with the
@@ -425,6 +426,4 @@ class RateLimitLayer:
         priority = "" if self._priority is None else f", priority={self._priority!r}"
         if self._limiter is not None:
             return f"RateLimitLayer(limiter={self._limiter!r}{priority})"
-        return (
-            f"RateLimitLayer({self._rate:g}, per={self._per:g}, burst={self._burst}{priority})"
-        )
+        return f"RateLimitLayer({self._rate:g}, per={self._per:g}, burst={self._burst}{priority})"
