@@ -73,18 +73,18 @@ def priority_of(fn: Callable[[Any], object], request: object) -> float:
     value = fn(request)
     if type(value) is int:
         return value
-    if isinstance(value, Real) and type(value) is not bool:
-        number = float(value)
-        if math.isfinite(number):
-            return number
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(
+            f"the priority function {callable_name(fn)!r} returned {type(value).__name__} "
+            f"{value!r}; a priority must be an int (higher goes first)"
+        )
+    number = float(value)
+    if not math.isfinite(number):
         raise ValueError(
             f"the priority function {callable_name(fn)!r} returned {value!r}; a priority must "
             f"be a finite number (higher goes first)"
         )
-    raise TypeError(
-        f"the priority function {callable_name(fn)!r} returned {type(value).__name__} "
-        f"{value!r}; a priority must be an int (higher goes first)"
-    )
+    return number
 
 
 @final
