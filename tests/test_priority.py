@@ -232,7 +232,7 @@ def test_the_layers_repr_shows_a_priority() -> None:
     assert repr(BufferLayer(2)) == "BufferLayer(2)"
 
 
-# --- the caller's priority -------------------------------------------------------------------------
+# --- the caller's priority ------------------------------------------------------------------------
 
 
 async def test_priority_scope_sets_what_context_priority_reads_and_nests() -> None:
@@ -419,7 +419,7 @@ async def _cancellable(
         cancelled.append(request[0])
 
 
-async def test_a_limiter_shared_with_a_service_without_priorities_gives_its_waiters_priority_0() -> (
+async def test_a_limiter_shared_with_an_unprioritised_service_gives_its_waiters_priority_0() -> (
     None
 ):
     admissions = Admissions()
