@@ -527,3 +527,47 @@ async def test_a_context_priority_orders_callers_through_a_layer() -> None:
             tg.start_soon(as_caller, priority, name)
             await wait_all_tasks_blocked()
     assert admissions.names == ["blocker", "interactive", "batch"]
+
+
+def _slow_concurrency(inner: Service[Any, Any], aging: float | None) -> Service[Any, Any]:
+    return ConcurrencyLimit(inner, 1, priority=by_request, aging=aging)
+
+
+def _slow_rate(inner: Service[Any, Any], aging: float | None) -> Service[Any, Any]:
+    return RateLimit(inner, 1, per=100, priority=by_request, aging=aging)  # one per 100 s
+
+
+def _slow_buffer(inner: Service[Any, Any], aging: float | None) -> Service[Any, Any]:
+    return Buffer(ConcurrencyLimit(inner, 1), 64, priority=by_request, aging=aging)
+
+
+class SlowAdmissions(Admissions):
+    async def __call__(self, request: Request) -> str:
+        self.order.append((request[0], anyio.current_time() - self.start))
+        await anyio.sleep(100)  # everyone arrives while the first runs: all of them wait
+        return request[0]
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    make=st.sampled_from([_slow_concurrency, _slow_rate, _slow_buffer]),
+    aging=st.sampled_from([None, 0.5, 1.0, 2.0]),
+    arrivals=st.lists(st.tuples(st.sampled_from([0, 1, 3]), st.integers(-2, 4)), max_size=25),
+)
+async def test_admissions_follow_the_reference_sort_by_rank_then_arrival(
+    make: Make, aging: float | None, arrivals: list[tuple[int, int]]
+) -> None:
+    admissions = SlowAdmissions()
+    service = make(service_fn(admissions), aging)
+    expected = []
+    async with service, anyio.create_task_group() as tg:
+        await _arrive(service, tg, ("blocker", 0))
+        now = Fraction(1, 4)  # never a multiple of 100 s: no arrival ties with an admission
+        await anyio.sleep(0.25)
+        for seq, (gap, priority) in enumerate(arrivals):
+            await anyio.sleep(gap / 2)
+            now += Fraction(gap, 2)
+            await _arrive(service, tg, (str(seq), priority))
+            rank = -priority if aging is None else now - priority * Fraction(aging)
+            expected.append((rank, seq))
+    assert admissions.names == ["blocker"] + [str(seq) for _, seq in sorted(expected)]
