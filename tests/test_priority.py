@@ -19,6 +19,7 @@ from towerpy import (
     RateLimit,
     RateLimitLayer,
     Service,
+    ServiceBuilder,
     TokenBucket,
     context_priority,
     priority_scope,
@@ -571,3 +572,19 @@ async def test_admissions_follow_the_reference_sort_by_rank_then_arrival(
             rank = -priority if aging is None else now - priority * Fraction(aging)
             expected.append((rank, seq))
     assert admissions.names == ["blocker"] + [str(seq) for _, seq in sorted(expected)]
+
+
+async def test_the_builder_shorthands_take_priority_and_aging() -> None:
+    admissions = Admissions()
+    svc = (
+        ServiceBuilder()
+        .buffer(8, priority=by_request, aging=None)
+        .rate_limit(100, priority=by_request, aging=2.0)
+        .concurrency_limit(1, priority=by_request, aging=0.5)
+        .service(service_fn(admissions))
+    )
+    async with svc, anyio.create_task_group() as tg:
+        await _arrive(svc, tg, ("blocker", 0), ("low", 0), ("high", 1))
+    assert admissions.names == ["blocker", "high", "low"]
+    with pytest.raises(ValueError, match="aging must be"):
+        ServiceBuilder().concurrency_limit(1, priority=by_request, aging=0)
