@@ -71,7 +71,9 @@ from .util import (
     MapRequestLayer,
     MapResponse,
     MapResponseLayer,
+    context_priority,
     option_layer,
+    priority_scope,
 )
 
 __version__ = "0.1.0.dev0"
@@ -149,7 +151,9 @@ __all__ = [
     "TowerError",
     "Unchanged",
     "WaitElapsed",
+    "context_priority",
     "layer_fn",
     "option_layer",
+    "priority_scope",
     "service_fn",
 ]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, final, overload
 
 from typing_extensions import TypeVar as DefaultTypeVar
 
+from ._priority import DEFAULT_AGING
 from ._service import Service, callable_name
 from .buffer import BufferLayer
 from .limit.concurrency import ConcurrencyLimitLayer, _limiter_from
@@ -191,20 +192,29 @@ class ServiceBuilder(Generic[ReqT, RespT, InnerReqT, InnerRespT]):
         return self._with(MapErrLayer(fn))
 
     def concurrency_limit(
-        self, max_in_flight: int | None = None, *, limiter: ConcurrencyBackend | None = None
+        self,
+        max_in_flight: int | None = None,
+        *,
+        limiter: ConcurrencyBackend | None = None,
+        priority: Callable[[Any], int] | None = None,
+        aging: float | None = DEFAULT_AGING,
     ) -> Self:
         """Adds a `ConcurrencyLimit`: at most ``max_in_flight`` requests in flight.
 
         Give exactly one of ``max_in_flight`` (a count for this stack's service alone) or
-        ``limiter`` (a `ConcurrencyLimiter` shared with other services).
+        ``limiter`` (a `ConcurrencyLimiter` shared with other services). ``priority`` and
+        ``aging`` order the waiters by priority (see `ConcurrencyLimit`).
 
         Raises:
-            ValueError: Neither or both are given, or ``max_in_flight`` is below 1 (raised here,
-                not when the stack is built).
-            TypeError: ``max_in_flight`` is not an int, or ``limiter`` is not a limiter.
+            ValueError: Neither or both are given, ``max_in_flight`` is below 1, or ``aging``
+                is not a finite number above 0 (raised here, not when the stack is built).
+            TypeError: ``max_in_flight`` is not an int, ``limiter`` is not a limiter, or
+                ``priority`` is not a plain function.
         """
         _limiter_from("ServiceBuilder.concurrency_limit()", max_in_flight, limiter)
-        return self._with(ConcurrencyLimitLayer(max_in_flight, limiter=limiter))
+        return self._with(
+            ConcurrencyLimitLayer(max_in_flight, limiter=limiter, priority=priority, aging=aging)
+        )
 
     def keyed_concurrency_limit(
         self,
@@ -234,23 +244,33 @@ class ServiceBuilder(Generic[ReqT, RespT, InnerReqT, InnerRespT]):
         cost: Callable[[Any], float] | None = None,
         actual_cost: Callable[[Any, Any], float] | None = None,
         limiter: RateBackend | None = None,
+        priority: Callable[[Any], int] | None = None,
+        aging: float | None = DEFAULT_AGING,
     ) -> Self:
         """Adds a `RateLimit`: a token bucket of ``rate`` tokens per ``per`` seconds.
 
         Give exactly one of ``rate`` (a bucket for this stack's service alone) or ``limiter``
-        (a `TokenBucket` shared with other services: one budget for them all).
+        (a `TokenBucket` shared with other services: one budget for them all). ``priority``
+        and ``aging`` order the waiters by priority (see `RateLimit`).
 
         Raises:
             ValueError: Neither or both of ``rate`` and ``limiter`` are given; ``per`` or
                 ``burst`` is given with ``limiter``; ``rate``, ``per`` or ``burst`` is not a
                 finite number above 0 (raised here, not when the stack is built).
-            TypeError: ``cost`` or ``actual_cost`` is not a plain function, or ``limiter`` is
-                not a bucket.
+            TypeError: ``cost``, ``actual_cost`` or ``priority`` is not a plain function, or
+                ``limiter`` is not a bucket.
         """
         _bucket_from("ServiceBuilder.rate_limit()", rate, per, burst, cost, actual_cost, limiter)
         return self._with(
             RateLimitLayer(
-                rate, per, burst=burst, cost=cost, actual_cost=actual_cost, limiter=limiter
+                rate,
+                per,
+                burst=burst,
+                cost=cost,
+                actual_cost=actual_cost,
+                limiter=limiter,
+                priority=priority,
+                aging=aging,
             )
         )
 
@@ -329,9 +349,18 @@ class ServiceBuilder(Generic[ReqT, RespT, InnerReqT, InnerRespT]):
         """Adds a `LoadShed`: `Overloaded` at once when the layers below are not ready."""
         return self._with(LoadShedLayer())
 
-    def buffer(self, bound: int) -> Self:
-        """Adds a `Buffer`: a queue of at most ``bound`` requests in front of a worker task."""
-        return self._with(BufferLayer(bound))
+    def buffer(
+        self,
+        bound: int,
+        *,
+        priority: Callable[[Any], int] | None = None,
+        aging: float | None = DEFAULT_AGING,
+    ) -> Self:
+        """Adds a `Buffer`: a queue of at most ``bound`` requests in front of a worker task.
+
+        ``priority`` and ``aging`` order the queue by priority (see `Buffer`).
+        """
+        return self._with(BufferLayer(bound, priority=priority, aging=aging))
 
     def retry(self, policy: Policy[Any]) -> Self:
         """Adds a `Retry`: failed calls are tried again as ``policy`` (a `RetryPolicy`) says."""

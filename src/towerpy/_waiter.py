@@ -8,6 +8,7 @@ that nobody was woken, so the capacity goes to the next waiter instead.
 `Permits` is the one wait queue built on them: a first-come first-served count of
 interchangeable permits, handed straight to the first waiter when one is given back. The
 concurrency limiter, the buffer's places and the mock service's allowances are all `Permits`.
+Given a `towerpy._priority.PriorityLine` as its line, it serves waiters by priority instead.
 
 An `Alarm` is a sleep until a deadline that another task may cut short: the first waiter of a
 token bucket sleeps on one until its tokens are due, and a refund wakes it early. On asyncio it
@@ -21,10 +22,13 @@ Neither raises on the common path (the deadline passes).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Protocol, final
+from typing import TYPE_CHECKING, Protocol, final
 
 # the backend-specific primitives live in towerpy._backend; re-exported here for the limits
 from ._backend import Alarm, Waiter, new_alarm, new_waiter
+
+if TYPE_CHECKING:
+    from ._priority import PriorityLine
 
 __all__ = ["Alarm", "Grantee", "Permits", "Waiter", "new_alarm", "new_waiter"]
 
@@ -66,6 +70,14 @@ class Permits:
     place, so that requests keep their arrival order whatever order the backend wakes tasks
     in). They sit in an ordered dictionary: the first comes out and any one leaves in O(1).
 
+    Given ``line``, a `towerpy._priority.PriorityLine` (the face of that ordered dictionary),
+    waiters are served by rank, then arrival, instead: ``take`` and ``wait`` get the rank of
+    each (``line.rank(priority)``); without it, the rank is kept and plays no part.
+
+    Args:
+        available: Permits free at the start.
+        line: The line of waiters, if not first-come first-served.
+
     Attributes:
         available: Permits free now (a float so that ``math.inf`` can mean "no limit").
         closed: Whether `close` was called: permits are then neither handed out nor counted.
@@ -74,9 +86,11 @@ class Permits:
 
     __slots__ = ("available", "closed", "queue")
 
-    def __init__(self, available: float) -> None:
+    def __init__(self, available: float, line: PriorityLine[Grantee] | None = None) -> None:
         self.available = available
-        self.queue: OrderedDict[Grantee, None] = OrderedDict()
+        self.queue: OrderedDict[Grantee, float] | PriorityLine[Grantee] = (
+            OrderedDict() if line is None else line
+        )
         self.closed = False
 
     @property
@@ -91,16 +105,16 @@ class Permits:
             return True
         return False
 
-    def wait(self, grantee: Grantee) -> None:
-        """Puts ``grantee`` last in line; its ``grant()`` is called when a permit is its."""
-        self.queue[grantee] = None
+    def wait(self, grantee: Grantee, rank: float = 0.0) -> None:
+        """Puts ``grantee`` last in line (of its rank); its ``grant()`` is called with a permit."""
+        self.queue[grantee] = rank
 
     def leave(self, grantee: Grantee) -> None:
         """Takes ``grantee`` out of line (it gave up); nothing happens if it was not there."""
         self.queue.pop(grantee, None)
 
-    async def take(self) -> bool:
-        """Waits for a permit, in arrival order, and takes it.
+    async def take(self, rank: float = 0.0) -> bool:
+        """Waits for a permit, in line (arrival order, or ``rank`` first), and takes it.
 
         A task cancelled while waiting holds no permit afterwards: one handed to it as it was
         leaving goes on to the next waiter.
@@ -114,7 +128,7 @@ class Permits:
         if self.closed:
             return False
         grantee = _TaskGrantee()
-        self.queue[grantee] = None
+        self.queue[grantee] = rank
         try:
             await grantee.waiter.wait()
         except BaseException:

@@ -1,7 +1,12 @@
-"""Small combinators: change the request, the response or the error on the way through."""
+"""Small combinators: change the request, the response or the error on the way through.
+
+And the priority a caller sets for what it calls: `priority_scope` and `context_priority`.
+"""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
 
 from typing_extensions import override
@@ -11,7 +16,7 @@ from ._service import Identity, Middleware, Service
 from ._validate import check_plain_function
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from ._service import Layer
 
@@ -22,7 +27,9 @@ __all__ = [
     "MapRequestLayer",
     "MapResponse",
     "MapResponseLayer",
+    "context_priority",
     "option_layer",
+    "priority_scope",
 ]
 
 ReqT = TypeVar("ReqT")
@@ -170,3 +177,46 @@ def option_layer(layer: LayerT | None) -> LayerT | Identity: ...
 def option_layer(layer: Layer[Any, Any, Any, Any] | None) -> Layer[Any, Any, Any, Any]:
     """Returns ``layer``, or the identity layer when it is None (a layer that is configured off)."""
     return Identity() if layer is None else layer
+
+
+_priority: ContextVar[int] = ContextVar("towerpy_priority", default=0)
+
+
+@contextmanager
+def priority_scope(priority: int) -> Iterator[None]:
+    """Sets the priority of what the current task calls within the block (see `context_priority`).
+
+    Tasks started inside the block inherit it (an agent's tool calls, a workflow's steps);
+    blocks nest, the innermost winning.
+
+    Args:
+        priority: The priority: higher is admitted first by a layer given
+            ``priority=context_priority``.
+
+    Raises:
+        TypeError: ``priority`` is not an int.
+
+    Example:
+        >>> limit = ConcurrencyLimitLayer(4, priority=context_priority)
+        >>> with priority_scope(10):  # an interactive user: ahead of the batch jobs
+        ...     answer = await agent("summarise my inbox")
+    """
+    if type(priority) is not int:
+        raise TypeError(
+            f"priority_scope(priority) takes an int, got {type(priority).__name__} "
+            f"{priority!r}; higher is admitted first"
+        )
+    token = _priority.set(priority)
+    try:
+        yield
+    finally:
+        _priority.reset(token)
+
+
+def context_priority(request: object) -> int:
+    """Returns the priority the caller set with `priority_scope` (0 outside any), for any request.
+
+    Pass it as ``priority=`` to `ConcurrencyLimitLayer`, `RateLimitLayer`, `BufferLayer` or
+    `ParallelToolRouter`, so that the caller's priority, not the request, decides.
+    """
+    return _priority.get()

@@ -301,3 +301,28 @@ def test_tools_wrapped_in_layers_need_the_router_as_catalog() -> None:
     with pytest.raises(TypeError, match="pass the ToolRouter inside it as catalog="):
         Agent(model, tools=wrapped)
     assert Agent(model, tools=wrapped, catalog=router).specs == [weather.spec]
+
+
+async def test_tool_priority_starts_the_tool_calls_of_an_answer_by_priority() -> None:
+    model = ScriptedModel(
+        [
+            Message.assistant(
+                tool_calls=[
+                    call("c1", "weather", city="Oslo"),
+                    call("c2", "population", city="Lima"),
+                    call("c3", "population", city="Oslo"),
+                ]
+            ),
+            final_answer,
+        ]
+    )
+    agent = Agent(
+        model,
+        tools=ToolRouter([weather, population]),
+        tool_limit=1,
+        tool_priority=lambda invocation: 1 if invocation.name == "population" else 0,
+    )
+    await agent.run("compare")
+    assert ran == ["population Lima", "population Oslo", "weather Oslo"]
+    with pytest.raises(TypeError, match="tool_priority must be a function"):
+        Agent(model, tool_priority=1)  # type: ignore[arg-type]

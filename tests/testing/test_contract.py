@@ -64,6 +64,10 @@ async def _echo(request: Any) -> Any:
     return request
 
 
+def _priority(request: Any) -> int:
+    return len(repr(request)) % 3  # differs between requests: every line keeps its order
+
+
 FACTORIES: dict[str, ServiceContract] = {
     "ConcurrencyLimit": ServiceContract(lambda inner, n: ConcurrencyLimit(inner, n)),
     "RateLimit": ServiceContract(
@@ -79,6 +83,14 @@ FACTORIES: dict[str, ServiceContract] = {
         ready_reserves=False,
     ),
     "Buffer": ServiceContract(lambda inner, n: Buffer(inner, n)),
+    "ConcurrencyLimit(priority=)": ServiceContract(
+        lambda inner, n: ConcurrencyLimit(inner, n, priority=_priority)
+    ),
+    "RateLimit(priority=)": ServiceContract(
+        lambda inner, n: RateLimit(inner, n, per=LONG * n, priority=_priority),
+        capacity_returns=False,
+    ),
+    "Buffer(priority=)": ServiceContract(lambda inner, n: Buffer(inner, n, priority=_priority)),
     "LoadShed(ConcurrencyLimit)": ServiceContract(
         lambda inner, n: LoadShed(ConcurrencyLimit(inner, n)), sheds=True
     ),

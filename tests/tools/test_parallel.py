@@ -878,3 +878,82 @@ def test_importing_the_tools_loads_nothing_of_the_llm_package() -> None:
     from towerpy.tools import ParallelToolsLayer
 
     assert ParallelToolsLayer is FromLlm
+
+
+# --- priorities --------------------------------------------------------------------------------
+
+
+def urgency(invocation: ToolInvocation) -> int:
+    return int(invocation.id.split(":")[1])
+
+
+def pinv(id: str, priority: int, delay: float = 1, name: str = "work", **kw: Any) -> ToolInvocation:
+    return ToolInvocation(
+        id=f"{id}:{priority}", name=name, arguments={"delay": delay, "fail": False}, **kw
+    )
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3])
+async def test_with_priorities_the_highest_start_first_and_outputs_keep_request_order(
+    limit: int,
+) -> None:
+    router = Recorder()
+    parallel = ParallelToolRouter(router, limit=limit, priority=urgency)
+    batch = [pinv("a", 0), pinv("b", 2), pinv("c", 1), pinv("d", 2), pinv("e", 5), pinv("f", 0)]
+    outputs = await parallel(batch)
+    assert [o.id for o in outputs] == [i.id for i in batch]
+    assert router.started == ["e:5", "b:2", "d:2", "c:1", "a:0", "f:0"]
+    assert router.peak == limit
+
+
+async def test_without_priorities_a_batch_starts_in_request_order() -> None:
+    router = Recorder()
+    await ParallelToolRouter(router, limit=1)([pinv("a", 0), pinv("b", 9)])
+    assert router.started == ["a:0", "b:9"]
+
+
+async def test_priorities_order_the_invocations_between_barriers_only() -> None:
+    router = Recorder()
+    parallel = ParallelToolRouter(router, limit=1, sequential=is_seq, priority=urgency)
+    batch = [pinv("a", 0), pinv("b", 1), pinv("s", 9, name="seq"), pinv("c", 0), pinv("d", 3)]
+    outputs = await parallel(batch)
+    assert [o.id for o in outputs] == [i.id for i in batch]
+    assert router.started == ["b:1", "a:0", "s:9", "d:3", "c:0"]
+
+
+async def test_with_dependencies_the_ready_invocation_of_highest_priority_starts_first() -> None:
+    router = Recorder()
+    parallel = ParallelToolRouter(router, limit=1, priority=urgency)
+    batch = [
+        pinv("a", 0),
+        pinv("b", 1, depends_on=("a:0",)),
+        pinv("c", 5, depends_on=("a:0",)),
+        pinv("d", 2),
+        pinv("e", 9, depends_on=("d:2",)),
+    ]
+    outputs = await parallel(batch)
+    assert [o.id for o in outputs] == [i.id for i in batch]
+    # d (2) before a (0); then e (9), ready once d finished; then a; then c (5) before b (1)
+    assert router.started == ["d:2", "e:9", "a:0", "c:5", "b:1"]
+
+
+async def test_a_priority_that_is_not_an_int_fails_the_batch_before_anything_runs() -> None:
+    router = Recorder()
+    parallel = ParallelToolRouter(router, limit=1, priority=lambda invocation: "high")  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError, match="a priority must be an int"):
+        await parallel([pinv("a", 0), pinv("b", 1)])
+    assert router.started == []
+    assert "priority=" in repr(parallel)
+
+
+async def _echo_step(request: Any) -> Any:
+    return request
+
+
+async def test_parallel_tools_layer_passes_its_priority_to_each_batch() -> None:
+    from towerpy.tools import ParallelToolsLayer
+
+    layer = ParallelToolsLayer(Recorder(), limit=1, priority=urgency)
+    assert layer.layer(service_fn(_echo_step)).tools._priority is urgency
+    with pytest.raises(TypeError, match="priority must be a function"):
+        ParallelToolsLayer(Recorder(), priority=3)  # type: ignore[arg-type]

@@ -40,6 +40,7 @@ class Message(Generic[ReqT]):
         "cancelling",
         "fired",
         "handoff",
+        "rank",
         "request",
         "scope",
         "status",
@@ -48,9 +49,10 @@ class Message(Generic[ReqT]):
         "worker",
     )
 
-    def __init__(self, request: ReqT, worker: Queue) -> None:
+    def __init__(self, request: ReqT, worker: Queue, rank: float = 0.0) -> None:
         self.request = request
         self.worker = worker
+        self.rank = rank  # its place in a priority line (see towerpy._priority), made on arrival
         self.status = QUEUED
         self.waiter = new_waiter()
         self.handoff: Handoff | None = None  # the inner readiness, from the worker to the caller

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Self, TypeVar, final
+from typing import TYPE_CHECKING, Any, Self, TypeVar, final
 
 import anyio
 from typing_extensions import override
 
 from .. import _backend, _observe
+from .._priority import DEFAULT_AGING, PriorityLine, check_aging, check_priority, priority_of
 from .._service import Middleware, Service
 from .._validate import check_positive_int
 from ..errors import ServiceClosed
@@ -17,6 +18,7 @@ from .message import GRANTED, Message
 from .worker import Worker
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
 
@@ -62,19 +64,47 @@ class Buffer(Middleware[ReqT, RespT], direct_call=True):
     queued takes it out of the queue: it never runs. A caller cancelled while its call runs
     cancels that call, as any cancelled task does.
 
+    **Priorities.** With ``priority``, requests wait for a place and in the queue by the
+    priority ``priority(request)`` returns, read when the request arrives: a higher number is
+    granted first, equal numbers in arrival order. ``ready()`` does not know the request: its
+    reservation waits for a place with priority 0. ``aging`` bounds how long a low priority can
+    be passed over: a request of priority ``p`` that arrived at ``t`` is granted before any
+    request of priority ``q`` that arrives after ``t + (q - p) * aging``. With the default
+    ``aging=10.0``, each priority step is a head start of 10 s; ``aging=None`` makes priorities
+    strict.
+
+    Args:
+        inner: The service the worker owns.
+        bound: How many requests may wait in the queue at once (reservations included).
+        priority: Returns a request's priority (an int; higher goes first), or None for
+            first-in first-out.
+        aging: Seconds of waiting worth one priority step, or None for strict priorities.
+
     Raises:
         ServiceClosed: from ``ready()``, ``try_ready()`` and ``call()`` outside
             ``async with`` (before it was entered, or after its block ended), or after the
             worker failed because the inner service's ``ready()`` raised (then that error is the
-            ``__cause__``).
+            ``__cause__``). Whatever ``priority`` raises, from ``call()``.
+        TypeError: ``bound`` is not an int, or ``priority`` not a plain function.
+        ValueError: ``bound`` is below 1, or ``aging`` not a finite number above 0.
     """
 
-    __slots__ = ("_bound", "_worker")
+    __slots__ = ("_aging", "_bound", "_priority", "_worker")
     _towerpy_sheds = "stop"  # its inner service is readied by the worker, not the caller
 
-    def __init__(self, inner: Service[ReqT, RespT], bound: int) -> None:
+    def __init__(
+        self,
+        inner: Service[ReqT, RespT],
+        bound: int,
+        *,
+        priority: Callable[[ReqT], int] | None = None,
+        aging: float | None = DEFAULT_AGING,
+    ) -> None:
         super().__init__(inner)
         self._bound = check_positive_int("bound", bound)
+        check_priority(priority)
+        self._aging = check_aging(aging)
+        self._priority = priority
         self._worker: Worker | None = None
 
     def _accepting(self) -> Worker:
@@ -93,7 +123,8 @@ class Buffer(Middleware[ReqT, RespT], direct_call=True):
             if reservation.token is worker:
                 return
             drop(self)  # made in an earlier run of the buffer: worthless now
-        if not await worker.slots.take():
+        line = worker.line  # with priorities, a reservation waits with priority 0
+        if not await worker.slots.take(0.0 if line is None else line.rank(0)):
             raise worker.closed_error() from worker.cause
         hold(self, worker, _release_place)
 
@@ -113,8 +144,11 @@ class Buffer(Middleware[ReqT, RespT], direct_call=True):
     @override
     async def call(self, request: ReqT) -> RespT:
         worker = self._accepting()
+        if self._priority is None:
+            message: Message[ReqT] = Message(request, worker)
+        else:
+            message = Message(request, worker, self._rank(worker, request))
         reservation = take(self)
-        message: Message[ReqT] = Message(request, worker)
         if (reservation is not None and reservation.token is worker) or worker.slots.take_nowait():
             worker.enqueue(message)
         else:
@@ -154,6 +188,14 @@ class Buffer(Middleware[ReqT, RespT], direct_call=True):
         finally:
             worker.finished(message)
 
+    def _rank(self, worker: Worker, request: ReqT) -> float:
+        try:
+            priority = priority_of(self._priority, request)  # type: ignore[arg-type]
+        except BaseException:
+            drop(self)  # refused before the call: free the place ready() took
+            raise
+        return worker.line.rank(priority)  # type: ignore[union-attr]
+
     @override
     async def __aenter__(self) -> Self:
         """Enters the inner service and starts the worker.
@@ -172,7 +214,8 @@ class Buffer(Middleware[ReqT, RespT], direct_call=True):
         except BaseException as exc:
             await self.inner.__aexit__(type(exc), exc, exc.__traceback__)
             raise
-        worker = Worker(self._bound, task_group)
+        line = None if self._priority is None else PriorityLine[Any](self._aging)
+        worker = Worker(self._bound, task_group, line)
         self._worker = worker
         task_group.start_soon(
             worker.work, self.inner, name=f"towerpy buffer worker for {self.inner!r}"
@@ -214,4 +257,5 @@ class Buffer(Middleware[ReqT, RespT], direct_call=True):
         return worker is not None and not worker.closed
 
     def __repr__(self) -> str:
-        return f"Buffer({self.inner!r}, bound={self._bound})"
+        priority = "" if self._priority is None else f", priority={self._priority!r}"
+        return f"Buffer({self.inner!r}, bound={self._bound}{priority})"

@@ -7,6 +7,9 @@ moves on to the next request. The caller attaches the reservation and makes the 
 its own task, so calls run concurrently, each in its caller's context, cancelled with its
 caller, and no task is spawned per call. A failing ``inner.ready()`` closes the worker: every
 request still queued, and every later one, gets `ServiceClosed` caused by that error.
+
+With priorities, the queue and the line for places are `towerpy._priority.PriorityLine`s: a
+request's rank, made once when it arrives, orders it in both.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import anyio
 import anyio.lowlevel
 
 from .. import _backend
+from .._priority import PriorityLine
 from .._waiter import Permits, Waiter, new_waiter
 from ..errors import ServiceClosed
 from ..lowlevel import detach
@@ -41,6 +45,7 @@ class Worker:
         "closed",
         "drained",
         "ended",
+        "line",
         "queue",
         "running",
         "scope",
@@ -49,10 +54,15 @@ class Worker:
         "wakeup",
     )
 
-    def __init__(self, bound: int, task_group: TaskGroup) -> None:
+    def __init__(
+        self, bound: int, task_group: TaskGroup, line: PriorityLine[Any] | None = None
+    ) -> None:
         self.task_group = task_group  # the worker task's, in the ``async with`` block
-        self.slots = Permits(bound)  # queued requests and reservations each hold a place
-        self.queue: OrderedDict[Message[Any], None] = OrderedDict()
+        self.line = line  # with priorities: the line for places (and the queue is another)
+        self.slots = Permits(bound, line)  # queued requests and reservations each hold a place
+        self.queue: OrderedDict[Message[Any], float] | PriorityLine[Message[Any]] = (
+            OrderedDict() if line is None else PriorityLine(line.aging)
+        )
         self.running: set[Message[Any]] = set()  # granted, until their inner call has ended
         self.scope = anyio.CancelScope()  # the worker loop's
         self.wakeup: Waiter | None = None  # the worker's, while it waits for a request
@@ -67,12 +77,12 @@ class Worker:
     def wait_for_place(self, message: Message[Any]) -> None:
         """Puts a request in line for a place; it is queued when it gets one."""
         message.status = WAITING
-        self.slots.wait(message)
+        self.slots.wait(message, message.rank)
 
     def enqueue(self, message: Message[Any]) -> None:
         """Queues a request that holds a place, and wakes the worker if it waits for one."""
         message.status = QUEUED
-        self.queue[message] = None
+        self.queue[message] = message.rank
         wakeup = self.wakeup
         if wakeup is not None:
             self.wakeup = None

@@ -1,14 +1,19 @@
-"""TokenBucket: a token budget that refills continuously, with first-come first-served waiters."""
+"""TokenBucket: a token budget that refills continuously, with first-come first-served waiters.
+
+Its waiters wait in an ordered dictionary, or, once a `RateLimitLayer` with ``priority=`` is
+given the bucket, in a `towerpy._priority.PriorityLine` (the same face, ordered by priority).
+"""
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections import deque
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, final
 
 from .. import _observe
 from .._backend import Alarm, Waiter, current_time, new_alarm, new_waiter, running_clock, time_on
+from .._priority import PriorityLine
 from .._validate import check_cost, check_positive_number
 from ..errors import RequestTooLarge
 from .protocols import RateStatistics
@@ -40,7 +45,8 @@ class TokenBucket:
 
     It starts full. In any window of ``t`` seconds, the tokens taken are at most
     ``burst + rate * t / per``. Waiters are admitted first-come first-served, each the moment
-    its tokens are there: a costly request is never starved by cheaper ones behind it. Waiting
+    its tokens are there: a costly request is never starved by cheaper ones behind it (once a
+    `RateLimitLayer` with ``priority=`` is given it, by priority instead: see `acquire`). Waiting
     costs no CPU: only the first waiter sleeps, until the exact time its tokens will be there,
     and is woken earlier when a refund brings that time forward.
 
@@ -72,6 +78,7 @@ class TokenBucket:
         "_clock",
         "_full_at",
         "_interval",
+        "_line",
         "_mark_offset",
         "_mark_taken",
         "_per",
@@ -90,7 +97,8 @@ class TokenBucket:
         self._interval = self._per / self._rate  # seconds to refill one token
         self._tau = self._burst * self._interval  # seconds to refill from empty to full
         self._tat = -math.inf  # when the bucket is full again; long ago: it starts full
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: OrderedDict[_Waiter, float] | PriorityLine[_Waiter] = OrderedDict()
+        self._line: PriorityLine[_Waiter] | None = None  # the waiters, once by priority
         # For refunds (see refund): the tokens taken in all; that total when tokens were last
         # taken from a full bucket; and restart points, one per recent admission into a bucket
         # that was not full: the total just before it, and its offset (that total in seconds
@@ -160,10 +168,34 @@ class TokenBucket:
         self._check_fits(cost)
         return self.acquire_nowait(cost)
 
-    async def acquire(self, cost: float) -> None:
+    def _by_priority(self, aging: float | None) -> None:
+        """Admits the waiters by priority from now on, ``aging`` seconds per priority step.
+
+        Raises:
+            ValueError: The bucket already admits by priority, with another aging.
+        """
+        line = self._line
+        if line is not None:
+            if line.aging != aging:
+                raise ValueError(
+                    f"this TokenBucket already orders its waiters with aging={line.aging}; "
+                    f"give every RateLimitLayer sharing it the same aging"
+                )
+            return
+        line = PriorityLine[_Waiter](aging)
+        for waiter in self._waiters:  # waiting already: they stay first, in their order
+            line[waiter] = -math.inf
+        self._waiters = self._line = line
+
+    async def acquire(self, cost: float, priority: float = 0) -> None:
         """Waits, in arrival order, until ``cost`` tokens are there, and takes them.
 
         A task cancelled while waiting takes nothing and lets the next waiter move up.
+
+        Args:
+            cost: The tokens to take.
+            priority: The waiter's priority (higher goes first), once the bucket admits by
+                priority; until then, all wait in arrival order.
 
         Raises:
             RequestTooLarge: ``cost`` is above `burst`: it could never be admitted.
@@ -172,7 +204,8 @@ class TokenBucket:
         if self.acquire_nowait(cost):
             return
         waiter = _Waiter(cost)
-        self._waiters.append(waiter)
+        line = self._line
+        self._waiters[waiter] = 0.0 if line is None else line.rank(priority)
         try:
             waiting = self._wait(waiter)
             await (waiting if _observe.wait is None else _observe.wait("rate_limit", waiting))
@@ -181,11 +214,10 @@ class TokenBucket:
             raise
 
     async def _wait(self, waiter: _Waiter) -> None:
-        waiters = self._waiters
         cost_time = waiter.cost * self._interval
         slept_until = -math.inf
         while True:
-            if waiters[0] is not waiter:
+            if self._head() is not waiter:
                 event = waiter.event = new_waiter()
                 await event.wait()  # woken when this waiter reaches the head of the queue
                 continue
@@ -195,7 +227,7 @@ class TokenBucket:
             # if the clock reads a rounding error short of it: it must never re-sleep for 1e-17 s.
             if due <= now or due <= slept_until:
                 self._take(waiter.cost, now)
-                waiters.popleft()
+                self._waiters.popitem(last=False)  # this waiter: the head
                 self._wake_head()
                 return
             # A refund cuts the sleep short, since the tokens may then be there sooner.
@@ -239,17 +271,21 @@ class TokenBucket:
             del takens[0]
             del offsets[1]
 
+    def _head(self) -> _Waiter:
+        line = self._line
+        return next(iter(self._waiters)) if line is None else line.first()
+
     def _leave(self, waiter: _Waiter) -> None:
         waiters = self._waiters
-        if waiters[0] is waiter:
-            waiters.popleft()
+        if waiters and self._head() is waiter:
+            waiters.popitem(last=False)
             self._wake_head()  # the next one may be admissible now, or must time its sleep
         else:
-            waiters.remove(waiter)
+            waiters.pop(waiter, None)
 
     def _wake_head(self) -> None:
         if self._waiters:
-            head = self._waiters[0]
+            head = self._head()
             if head.alarm is not None:
                 head.alarm.wake()  # asleep until its tokens are due: have it look again
             elif head.event is not None:

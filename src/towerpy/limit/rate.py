@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 from typing_extensions import override
 
 from .._callables import callable_name
+from .._priority import DEFAULT_AGING, check_aging, check_priority, priority_of
 from .._service import Middleware, Service
 from .._validate import check_instance, check_plain_function, check_positive_number
 from ..lowlevel import Shed, reserve, take_or_acquire_nowait, try_reserve, wait_for_capacity
@@ -69,6 +70,23 @@ def _bucket_from(
     return limiter
 
 
+def _prioritize(
+    who: str, bucket: RateBackend, priority: object, aging: object
+) -> TokenBucket | None:
+    """Checks ``priority`` and ``aging``; returns the bucket, now by priority, or None."""
+    check_priority(priority)
+    checked = check_aging(aging)
+    if priority is None:
+        return None
+    if type(bucket) is not TokenBucket:
+        raise TypeError(
+            f"{who}: priority= needs an in-memory TokenBucket, got {type(bucket).__name__}: "
+            f"it orders its waiters itself; drop priority=, or limit with a TokenBucket"
+        )
+    bucket._by_priority(checked)
+    return bucket
+
+
 def _cost(value: object, fn: Callable[..., object], which: str) -> float:
     """Returns a cost read from a user's function, or says what is wrong with it."""
     if (type(value) is float or type(value) is int) and 0 <= value < math.inf:
@@ -94,18 +112,29 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
     Each request takes ``cost(request)`` tokens (1 without a cost function) from a
     `TokenBucket`; in any window of ``t`` seconds the admitted cost is at most
     ``burst + rate * t / per``. Waiters are admitted first-come first-served, the moment their
-    tokens are there.
+    tokens are there, or by priority when ``priority`` is given.
 
     - ``ready()`` without a cost function waits for one token, reserves it for the calling
       task's next ``call()``, then waits for the inner service. With a cost function it cannot
       know the cost of the next request, so it reserves nothing and only waits for the inner
-      service; ``call()`` then waits for the tokens.
-    - ``call()`` uses the task's reservation or waits for its tokens itself, then calls the inner
-      service. Tokens are spent once a request is admitted: a call that fails or is cancelled
-      afterwards does not get them back. With ``actual_cost``, the real cost is read from the
-      response and the difference from the estimate is charged (the bucket may go into debt,
-      which delays the next admissions) or refunded (which may admit the next waiter sooner).
+      service; ``call()`` then waits for the tokens. It does not know the request either: with
+      ``priority``, it waits with priority 0.
+    - ``call()`` uses the task's reservation or waits for its tokens itself (with the request's
+      priority), then calls the inner service. Tokens are spent once a request is admitted: a
+      call that fails or is cancelled afterwards does not get them back. With ``actual_cost``,
+      the real cost is read from the response and the difference from the estimate is charged
+      (the bucket may go into debt, which delays the next admissions) or refunded (which may
+      admit the next waiter sooner).
     - An unused reservation is refunded; a task cancelled while waiting takes nothing.
+
+    **Priorities.** With ``priority``, a request that must wait for its tokens waits with the
+    priority ``priority(request)`` returns: a higher number is admitted first, equal numbers
+    in arrival order (a costly request of a higher priority is not overtaken by cheaper ones of
+    a lower). ``aging`` bounds how long a low priority can be passed over: a request of
+    priority ``p`` that started waiting at ``t`` is admitted before any request of priority
+    ``q`` that starts waiting after ``t + (q - p) * aging``. With the default ``aging=10.0``, each
+    priority step is a head start of 10 s; ``aging=None`` makes priorities strict. The function
+    is called only for a request that must wait, in the caller's task.
 
     Args:
         inner: The service to protect.
@@ -115,17 +144,25 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
         cost: Estimates a request's cost in tokens (e.g. the prompt's token count).
         actual_cost: Reads the real cost from the request and its response (e.g. the usage a
             provider reports), to settle the estimate.
-        limiter: A `TokenBucket` shared with other services, instead of ``rate``.
+        limiter: A `TokenBucket` shared with other services, instead of ``rate``. With
+            ``priority``, the bucket admits all its waiters by priority from then on (those of
+            other services with priority 0).
+        priority: Returns a request's priority (an int; higher goes first), or None for
+            first-come first-served.
+        aging: Seconds of waiting worth one priority step, or None for strict priorities.
 
     Raises:
         ValueError: Neither or both of ``rate`` and ``limiter`` are given; ``rate``, ``per`` or
             ``burst`` is not a finite number above 0; ``burst`` is below 1 without a cost
-            function. At the call: ``cost`` or ``actual_cost`` returned a negative or non-finite
-            number.
+            function; ``aging`` is not a finite number above 0, or not the one the shared
+            bucket already uses. At the call: ``cost`` or ``actual_cost`` returned a negative
+            or non-finite number.
+        TypeError: ``priority`` is not a plain function, or is given with a limiter that is not
+            a `TokenBucket` (a Redis bucket orders its waiters itself).
         RequestTooLarge: At the call, a request costs more than ``burst``.
     """
 
-    __slots__ = ("_actual_cost", "_bucket", "_cost", "_receipts")
+    __slots__ = ("_actual_cost", "_bucket", "_cost", "_priority", "_ranked", "_receipts")
     _towerpy_sheds = True
 
     def __init__(
@@ -138,12 +175,16 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
         cost: Callable[[ReqT], float] | None = None,
         actual_cost: Callable[[ReqT, RespT], float] | None = None,
         limiter: RateBackend | None = None,
+        priority: Callable[[ReqT], int] | None = None,
+        aging: float | None = DEFAULT_AGING,
     ) -> None:
         shared = _bucket_from("RateLimit", rate, per, burst, cost, actual_cost, limiter)
         super().__init__(inner)
         self._bucket: RateBackend = (
             shared if shared is not None else TokenBucket(rate, per, burst)  # type: ignore[arg-type]
         )
+        self._ranked = _prioritize("RateLimit", self._bucket, priority, aging)
+        self._priority = priority
         # A TokenBucket gives receipts for the tokens taken, so that a refund gives back exactly
         # what of them still counts (TokenBucket.refund); other backends get the cost back.
         self._receipts: TokenBucket | None = (
@@ -179,6 +220,17 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
         if not bucket.acquire_nowait(_ONE):
             await bucket.acquire(_ONE)
         return self._receipt()
+
+    async def _acquire_by_priority(self, cost: float, priority: float) -> float:
+        await self._ranked.acquire(cost, priority)  # type: ignore[union-attr]
+        return self._receipt()
+
+    def _priority_of(self, request: ReqT) -> float:
+        try:
+            return priority_of(self._priority, request)  # type: ignore[arg-type]
+        except BaseException:
+            self.inner.drop_reservation()  # refused before the call: free what ready() took
+            raise
 
     async def _try_acquire_one(self) -> float | None:
         return self._receipt() if await self._bucket.try_acquire(_ONE) else None
@@ -233,7 +285,12 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
             # a reservation's token, or a fresh admission's, is the receipt of its one token
             receipt = take_or_acquire_nowait(self, self._acquire_one_nowait)
             if receipt is None:
-                receipt = await wait_for_capacity(self, self._acquire_one, self._try_acquire_one)
+                if self._ranked is None:
+                    acquire = self._acquire_one
+                else:
+                    priority = self._priority_of(request)
+                    acquire = lambda: self._acquire_by_priority(_ONE, priority)  # noqa: E731
+                receipt = await wait_for_capacity(self, acquire, self._try_acquire_one)
         else:  # ready() reserved nothing here: the cost is known only now
             try:
                 cost = _cost(self._cost(request), self._cost, "cost")
@@ -241,8 +298,13 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
                 receipt = self._acquire_nowait(cost)
                 if receipt is None:
                     paid = cost  # the cost of this request, for the two functions below
+                    if self._ranked is None:
+                        acquire = lambda: self._acquire(paid)  # noqa: E731
+                    else:
+                        level = priority_of(self._priority, request)  # type: ignore[arg-type]
+                        acquire = lambda: self._acquire_by_priority(paid, level)  # noqa: E731
                     receipt = await wait_for_capacity(
-                        self, lambda: self._acquire(paid), lambda: self._try_acquire(paid)
+                        self, acquire, lambda: self._try_acquire(paid)
                     )
             except BaseException:
                 self.inner.drop_reservation()  # refused before the call: free what ready() took
@@ -285,11 +347,14 @@ class RateLimitLayer:
         actual_cost: Reads the real cost from the request and its response, to settle the
             estimate (token-per-minute limits, where usage is known only afterwards).
         limiter: A shared `TokenBucket`.
+        priority: Returns a request's priority (higher is admitted first; see `RateLimit`), or
+            None for first-come first-served.
+        aging: Seconds of waiting worth one priority step, or None for strict priorities.
 
     Raises:
         ValueError: See `RateLimit`; raised here, when the layer is made.
-        TypeError: ``cost`` or ``actual_cost`` is not a plain function, or ``limiter`` is not a
-            bucket.
+        TypeError: ``cost``, ``actual_cost`` or ``priority`` is not a plain function, or
+            ``limiter`` is not a bucket (or, with ``priority``, not a `TokenBucket`).
 
     Example:
         >>> tpm = TokenBucket(40_000, per=60)
@@ -300,7 +365,16 @@ class RateLimitLayer:
         ... )
     """
 
-    __slots__ = ("_actual_cost", "_burst", "_cost", "_limiter", "_per", "_rate")
+    __slots__ = (
+        "_actual_cost",
+        "_aging",
+        "_burst",
+        "_cost",
+        "_limiter",
+        "_per",
+        "_priority",
+        "_rate",
+    )
 
     def __init__(
         self,
@@ -311,19 +385,31 @@ class RateLimitLayer:
         cost: Callable[[Any], float] | None = None,
         actual_cost: Callable[[Any, Any], float] | None = None,
         limiter: RateBackend | None = None,
+        priority: Callable[[Any], int] | None = None,
+        aging: float | None = DEFAULT_AGING,
     ) -> None:
         self._limiter = _bucket_from("RateLimitLayer", rate, per, burst, cost, actual_cost, limiter)
+        check_priority(priority)
+        self._aging = check_aging(aging)
+        if self._limiter is not None:
+            _prioritize("RateLimitLayer", self._limiter, priority, aging)
         self._rate = None if rate is None else check_positive_number("rate", rate)
         self._per = per
         self._burst = burst
         self._cost = cost
         self._actual_cost = actual_cost
+        self._priority = priority
 
     def layer(self, inner: Service[ReqT, RespT]) -> RateLimit[ReqT, RespT]:
         """Returns ``inner`` wrapped in a `RateLimit`."""
         if self._limiter is not None:
             return RateLimit(
-                inner, cost=self._cost, actual_cost=self._actual_cost, limiter=self._limiter
+                inner,
+                cost=self._cost,
+                actual_cost=self._actual_cost,
+                limiter=self._limiter,
+                priority=self._priority,
+                aging=self._aging,
             )
         return RateLimit(
             inner,
@@ -332,9 +418,12 @@ class RateLimitLayer:
             burst=self._burst,
             cost=self._cost,
             actual_cost=self._actual_cost,
+            priority=self._priority,
+            aging=self._aging,
         )
 
     def __repr__(self) -> str:
+        priority = "" if self._priority is None else f", priority={self._priority!r}"
         if self._limiter is not None:
-            return f"RateLimitLayer(limiter={self._limiter!r})"
-        return f"RateLimitLayer({self._rate:g}, per={self._per:g}, burst={self._burst})"
+            return f"RateLimitLayer(limiter={self._limiter!r}{priority})"
+        return f"RateLimitLayer({self._rate:g}, per={self._per:g}, burst={self._burst}{priority})"

@@ -10,7 +10,7 @@ from typing_extensions import override
 from .. import _observe
 from .._backend import in_event_loop
 from .._service import Service
-from .._validate import check_instance, check_positive_int, check_str
+from .._validate import check_instance, check_plain_function, check_positive_int, check_str
 from ..errors import MaxStepsExceeded
 from ..limit.concurrency import ConcurrencyLimit
 from ..tools.parallel import JoinPolicy, ParallelToolRouter, catalog_of
@@ -20,6 +20,7 @@ from ._result import AgentResult, add_usage, answered, final_text
 from .messages import ChatRequest, Message, StepOutcome, Usage
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
     from typing import Self
 
@@ -65,6 +66,9 @@ class Agent(Service[str | list[Message], AgentResult]):
             None; one that waits longer fails with `WaitElapsed`.
         catalog: The tools' specs and sequential flags (default: ``tools`` itself; give the
             `ToolRouter` when ``tools`` wraps it in layers).
+        tool_priority: Returns a tool call's priority: of an answer asking for more than
+            ``tool_limit`` tools, the highest start first (see `ParallelToolRouter`); None
+            for call order.
 
     Raises:
         TypeError: ``step`` or ``tools`` is not a service, ``tools`` is not a `ToolCatalog`
@@ -90,6 +94,7 @@ class Agent(Service[str | list[Message], AgentResult]):
         wait_timeout: float | None = None,
         catalog: ToolCatalog | None = None,
         shared_tool_limit: int | ConcurrencyBackend | None = None,
+        tool_priority: Callable[[ToolInvocation], int] | None = None,
     ) -> None:
         check_instance("step", step, Service, "a step service (e.g. a ScriptedModel)")
         if tools is not None:
@@ -99,6 +104,8 @@ class Agent(Service[str | list[Message], AgentResult]):
             check_str("system", system)
         # the router checks the rest, but under its own names: limit= is tool_limit= here
         check_positive_int("tool_limit", tool_limit)
+        if tool_priority is not None:
+            check_plain_function("tool_priority", tool_priority)
         self.step = step
         self.tools = tools
         self.max_steps = max_steps
@@ -122,6 +129,7 @@ class Agent(Service[str | list[Message], AgentResult]):
             tool_timeout,
             wait_timeout=wait_timeout,
             catalog=self._catalog,
+            priority=tool_priority,
         )
 
     @property

@@ -6,10 +6,12 @@ calling task and the helper tasks `fan_out` starts, keeps the outputs by index, 
 `towerpy.workflow.MapReduce` all fail the same way). It takes the next index in one of two ways:
 
 - `Join.run`: in order, from a counter over ``start..stop``: one int for the whole batch, which
-  is the hot path of a batch of tool calls;
+  is the hot path of a batch of tool calls (given an ``order``, the counter walks that list of
+  indices instead: a batch by priority);
 - `Join.run_graph`: from a queue of ready indices, fed by a `Dependencies` table: an index
   becomes ready the moment the last index it depends on has finished, and is taken at once if a
-  worker is free, so every job starts as early as the limit allows, never in waves.
+  worker is free, so every job starts as early as the limit allows, never in waves. Given
+  priorities, the ready index of the highest priority (then the lowest index) is taken first.
 
 Under `JoinPolicy.ISOLATE` and `JoinPolicy.JOIN_ALL` the dependents of a failed job never run:
 each is given the error ``skip`` makes (naming the failed job) as its error output (ISOLATE) or
@@ -20,6 +22,7 @@ failure stops everything: nothing waiting starts.
 from __future__ import annotations
 
 import enum
+import heapq
 from collections import deque
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 
     from .._backend._fanout import FanOut
 
-__all__ = ["Dependencies", "Join", "JoinPolicy"]
+__all__ = ["Dependencies", "Join", "JoinPolicy", "by_priority"]
 
 ItemT = TypeVar("ItemT")
 
@@ -63,6 +66,32 @@ class Dependencies:
         self.counts = counts
 
 
+def by_priority(levels: Sequence[float], start: int, stop: int) -> list[int]:
+    """Returns the indices ``start..stop``, the highest level first, then in index order."""
+    return sorted(range(start, stop), key=lambda index: (-levels[index], index))
+
+
+@final
+class _ReadyByPriority:
+    """The ready indices of a graph, the highest priority first: the face of its deque."""
+
+    __slots__ = ("_heap", "_levels")
+
+    def __init__(self, levels: Sequence[float], ready: list[int]) -> None:
+        self._levels = levels
+        self._heap = [(-levels[index], index) for index in ready]
+        heapq.heapify(self._heap)
+
+    def append(self, index: int) -> None:
+        heapq.heappush(self._heap, (-self._levels[index], index))
+
+    def popleft(self) -> int:
+        return heapq.heappop(self._heap)[1]
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
 @final
 class Join(Generic[ItemT]):
     """One run of jobs: their outputs, the next one to take, and the failure that ends it.
@@ -83,6 +112,7 @@ class Join(Generic[ItemT]):
         "_finish",
         "_isolate",
         "_label",
+        "_order",
         "_prepare",
         "_ready",
         "_skip",
@@ -126,8 +156,9 @@ class Join(Generic[ItemT]):
         self.end = 0
         self.stopped = False  # FAIL_FAST failed, or aborted: take nothing more
         self.fanout: FanOut | None = None
+        self._order: Sequence[int] | None = None  # run(): the indices by position, if not in order
         # the graph's state is set by run_graph alone: a plain batch does not pay for it
-        self._ready: deque[int]
+        self._ready: deque[int] | _ReadyByPriority
         self._deps: Dependencies
         self._skipped: set[int]  # the jobs that will not run: a dependency failed
         self._prepare: Callable[[int, ItemT], ItemT] | None
@@ -146,12 +177,20 @@ class Join(Generic[ItemT]):
     def _pending(self) -> int:
         return self.end - self.next
 
-    async def run(self, start: int, stop: int) -> None:
-        """Runs the jobs ``start..stop`` in index order, at most ``limit`` at once."""
+    async def run(self, start: int, stop: int, order: Sequence[int] | None = None) -> None:
+        """Runs the jobs ``start..stop`` in index order, at most ``limit`` at once.
+
+        Args:
+            start: The first position to run.
+            stop: The position after the last.
+            order: The index of the job at each position (a permutation of every index, or of
+                ``start..stop`` at those positions), or None: the job at position ``i`` is ``i``.
+        """
         count = stop - start
         if count <= 0:
             return
         self.next, self.end = start, stop
+        self._order = order
         if count == 1 or self.limit == 1:  # one worker: the calling task alone
             self.fanout = None
             await self._work(None)
@@ -169,11 +208,13 @@ class Join(Generic[ItemT]):
         items = self.items
         outputs = self.outputs
         finish = self._finish
+        order = self._order
         while self.next < self.end and not self.stopped:
-            index = self.next
-            self.next = index + 1
-            if fanout is not None and index + 1 < self.end:
+            position = self.next
+            self.next = position + 1
+            if fanout is not None and position + 1 < self.end:
                 fanout.demand()
+            index = position if order is None else order[position]
             try:
                 outputs[index] = await call(items[index])
             except Exception as exc:
@@ -201,6 +242,7 @@ class Join(Generic[ItemT]):
         deps: Dependencies,
         skip: Callable[[int, int, Exception], Exception],
         prepare: Callable[[int, ItemT], ItemT] | None = None,
+        levels: Sequence[float] | None = None,
     ) -> None:
         """Runs every job, each once the jobs it depends on have finished.
 
@@ -212,13 +254,17 @@ class Join(Generic[ItemT]):
                 the failed job it depends on, and that job's error.
             prepare: Makes the item a job is called with, just before it starts (the outputs
                 of its dependencies are in `outputs` then), or None to use ``items`` as given.
+            levels: Each job's priority, or None: of the jobs ready at once, the one of the
+                highest priority starts first (then the lowest index), instead of the first
+                to become ready.
         """
         self._deps = deps
         self._skip = skip
         self._prepare = prepare
         self._skipped = set()
         counts = deps.counts
-        self._ready = deque(index for index, count in enumerate(counts) if count == 0)
+        ready = [index for index, count in enumerate(counts) if count == 0]
+        self._ready = deque(ready) if levels is None else _ReadyByPriority(levels, ready)
         if self.limit == 1 or len(self.items) <= 1:
             self.fanout = None
             await self._work_graph(None)

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, final
 
 from typing_extensions import override
 
+from .._priority import check_priority
 from .._service import Middleware, Service
 from .parallel import JoinPolicy, ParallelToolRouter, catalog_of, check_options
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Self
 
     from .models import ToolInvocation, ToolOutput, ToolSpec
@@ -109,14 +110,24 @@ class ParallelToolsLayer:
         catalog: The tools' specs and sequential flags (default: ``router`` when it is a
             `ToolCatalog`, such as a `ToolRouter`; give the `ToolRouter` when ``router`` wraps
             it in layers).
+        priority: Returns a tool call's priority: of an answer asking for more than ``limit``
+            tools, the highest start first (see `ParallelToolRouter`); None for call order.
 
     Raises:
-        TypeError: ``router`` is not a service, ``policy`` not a `JoinPolicy`, or ``catalog``
-            not a `ToolCatalog`.
+        TypeError: ``router`` is not a service, ``policy`` not a `JoinPolicy`, ``catalog``
+            not a `ToolCatalog`, or ``priority`` not a plain function.
         ValueError: ``limit`` below 1 or a timeout not positive.
     """
 
-    __slots__ = ("catalog", "limit", "policy", "router", "tool_timeout", "wait_timeout")
+    __slots__ = (
+        "catalog",
+        "limit",
+        "policy",
+        "priority",
+        "router",
+        "tool_timeout",
+        "wait_timeout",
+    )
 
     def __init__(
         self,
@@ -127,8 +138,11 @@ class ParallelToolsLayer:
         *,
         wait_timeout: float | None = None,
         catalog: ToolCatalog | None = None,
+        priority: Callable[[ToolInvocation], int] | None = None,
     ) -> None:
         check_options(router, limit, policy, tool_timeout, wait_timeout)
+        check_priority(priority)
+        self.priority = priority
         self.router = router
         self.limit = limit
         self.policy = policy
@@ -147,6 +161,7 @@ class ParallelToolsLayer:
             self.tool_timeout,
             wait_timeout=self.wait_timeout,
             catalog=self.catalog,
+            priority=self.priority,
         )
         return ParallelTools(inner, parallel)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, cast, final
 import anyio
 from typing_extensions import override
 
+from .._priority import check_priority, priority_of
 from .._service import Service
 from .._validate import (
     check_instance,
@@ -20,7 +21,7 @@ from ..errors import DependencyFailed, Elapsed, WaitElapsed
 from ._batch import Batch, Clock, current_batch, current_clock
 from ._failures import attach_outcomes, describe_failure, report_threads
 from ._graph import Graph
-from ._join import Join, JoinPolicy
+from ._join import Join, JoinPolicy, by_priority
 from .models import ToolInvocation, ToolOutput
 from .router import ToolCatalog, ToolRouter
 
@@ -87,6 +88,14 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
     ``limit`` bounds one batch. For a bound shared by every batch (several agents using one
     router), put a `ConcurrencyLimitLayer` around the router: both bounds hold together.
 
+    With ``priority``, a batch larger than ``limit`` starts its invocations by priority: the
+    highest first, request order among equal priorities. Everything else holds: the outputs
+    come in request order, an invocation starts only after its ``depends_on`` (then, of those
+    ready at once, the highest priority first), and a sequential tool is still a barrier
+    (priorities order the invocations between two barriers). ``priority`` is read once per
+    invocation, when the batch starts; a batch opened with `open_batch` starts each invocation
+    as it is submitted, so priorities do not apply to it.
+
     Args:
         router: Runs one invocation: a `ToolRouter`, perhaps wrapped in layers.
         limit: The most invocations of one batch in flight at once.
@@ -101,10 +110,13 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
         sequential: Tells which tool names are barriers, overriding the catalog.
         describe: Makes the message an `ISOLATE` error output carries (default:
             `describe_failure`).
+        priority: Returns an invocation's priority (an int; higher starts first), or None for
+            request order.
 
     Raises:
         TypeError: ``router`` is not a service, ``policy`` not a `JoinPolicy`, ``catalog`` not
-            a `ToolCatalog`, or a number of the wrong type.
+            a `ToolCatalog`, ``priority`` not a plain function, or a number of the wrong type.
+            From ``call()``, ``priority`` returned something else than an int.
         ValueError: ``limit`` below 1, or a timeout not positive; from ``call()``, a batch
             whose dependencies form a cycle or name an id it does not have.
     """
@@ -112,6 +124,7 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
     __slots__ = (
         "_catalog",
         "_describe",
+        "_priority",
         "_sequential",
         "_timed",
         "limit",
@@ -132,11 +145,14 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
         catalog: ToolCatalog | None = None,
         sequential: Callable[[str], bool] | None = None,
         describe: Callable[[ToolInvocation, Exception], str] = describe_failure,
+        priority: Callable[[ToolInvocation], int] | None = None,
     ) -> None:
         check_options(router, limit, policy, tool_timeout, wait_timeout)
         if sequential is not None:
             check_plain_function("sequential", sequential)
         check_plain_function("describe", describe)
+        check_priority(priority)
+        self._priority = priority
         self.router = router
         self.limit = limit
         self.policy = policy
@@ -159,15 +175,21 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
 
     @override
     async def call(self, request: list[ToolInvocation]) -> list[ToolOutput]:
+        levels = None
+        if self._priority is not None:
+            levels = [priority_of(self._priority, invocation) for invocation in request]
         if any(map(_depends_on, request)):
-            return await self._call_graph(request)
+            return await self._call_graph(request, levels)
         join = self._join(request)
         batch = Batch(len(request), self._sequential)
         token = current_batch.set(batch)  # the worker tasks inherit it
         try:
             start = 0
+            order = None if levels is None else list(range(len(request)))
             for barrier in self._barriers(request):
-                await join.run(start, barrier)
+                if order is not None:
+                    order[start:barrier] = by_priority(levels, start, barrier)  # type: ignore[arg-type]
+                await join.run(start, barrier, order)
                 if join.error is not None and self.policy is JoinPolicy.FAIL_FAST:
                     break
                 await join.run(barrier, barrier + 1)  # alone: nothing else is running
@@ -175,7 +197,9 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
                     break
                 start = barrier + 1
             else:
-                await join.run(start, len(request))
+                if order is not None:
+                    order[start:] = by_priority(levels, start, len(request))  # type: ignore[arg-type]
+                await join.run(start, len(request), order)
         finally:
             current_batch.reset(token)
         return self._outputs(join, batch)
@@ -209,7 +233,9 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
             on_finish=on_finish,
         )
 
-    async def _call_graph(self, request: list[ToolInvocation]) -> list[ToolOutput]:
+    async def _call_graph(
+        self, request: list[ToolInvocation], levels: list[float] | None
+    ) -> list[ToolOutput]:
         graph = Graph(request, sequential=self._barrier_lookup())  # raises before any runs
         join = self._join(request)
 
@@ -226,7 +252,7 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
         batch = Batch(len(request), self._sequential)
         token = current_batch.set(batch)
         try:
-            await join.run_graph(graph.schedule(), skip, graph.prepare(join.outputs))
+            await join.run_graph(graph.schedule(), skip, graph.prepare(join.outputs), levels)
         finally:
             current_batch.reset(token)
         return self._outputs(join, batch)
@@ -300,9 +326,10 @@ class ParallelToolRouter(Service[list[ToolInvocation], list[ToolOutput]], direct
     def __repr__(self) -> str:
         timeout = "" if self.tool_timeout is None else f", tool_timeout={self.tool_timeout}"
         wait = "" if self.wait_timeout is None else f", wait_timeout={self.wait_timeout}"
+        priority = "" if self._priority is None else f", priority={self._priority!r}"
         return (
             f"ParallelToolRouter({self.router!r}, limit={self.limit}, "
-            f"policy={self.policy.name}{timeout}{wait})"
+            f"policy={self.policy.name}{timeout}{wait}{priority})"
         )
 
 
