@@ -9,10 +9,20 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
+from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, final
 
 from .. import _observe
-from .._backend import Alarm, Waiter, current_time, new_alarm, new_waiter, running_clock, time_on
+from .._backend import (
+    Alarm,
+    Waiter,
+    _running,
+    current_time,
+    new_alarm,
+    new_waiter,
+    running_clock,
+    time_on,
+)
 from .._priority import PriorityLine
 from .._validate import check_cost, check_positive_number
 from ..errors import RequestTooLarge
@@ -140,8 +150,13 @@ class TokenBucket:
         """Takes ``cost`` tokens if they are there and nobody waits; tells whether it did."""
         if self._waiters or cost > self._burst:
             return False
-        # the running clock, if it is the one the state is on: as cheap as reading the time
-        now = time_on(self._clock)
+        # time_on(self._clock), inlined for asyncio (every request's path): the running loop's
+        # time if the state is on that loop's clock, else the re-basing path
+        if _running._sniffio_local is not None and _running._sniffio_local.name == "trio":
+            now = time_on(self._clock)
+        else:
+            loop, read = _running._last
+            now = read() if loop is self._clock and loop._thread_id == _get_ident() else None
         if now is None:
             now = self._now()
         tat = self._tat
