@@ -17,7 +17,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-__all__ = ["READABLE", "innermost_scope", "scopes_readable"]
+__all__ = ["READABLE", "innermost_scope", "scopes_readable", "task_state"]
 
 _task_states: Any
 _scope_class: Any
@@ -64,6 +64,11 @@ def scopes_readable() -> bool:
             stacklevel=3,
         )
     return False
+
+
+# anyio's record of a task, or None: ``task_state(task).cancel_scope`` is what
+# `innermost_scope` returns, for the one caller on every request's path (a call saved)
+task_state: Any = None if _task_states is None else _task_states.get
 
 
 def innermost_scope(task: object) -> Any:

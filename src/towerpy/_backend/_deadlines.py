@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, final
 if TYPE_CHECKING:
     import asyncio
 
-from ._anyio import innermost_scope
+from ._anyio import innermost_scope, task_state
 
 __all__ = ["DeadlineQueue", "Entry"]
 
@@ -66,7 +66,8 @@ class Entry:
         self.deadline = deadline
         self.outer = outer  # the same task's Timeout call around this one
         self.cancelling = task.cancelling()
-        self.scope: Any = innermost_scope(task)
+        state = task_state(task)  # innermost_scope(task), inlined
+        self.scope: Any = None if state is None else state.cancel_scope
         self.done = False
         self.fired = False
         self.queued = True
