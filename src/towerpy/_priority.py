@@ -26,11 +26,20 @@ from ._callables import callable_name
 from ._validate import check_plain_function, check_seconds
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
-__all__ = ["DEFAULT_AGING", "PriorityLine", "check_aging", "check_priority", "priority_of"]
+__all__ = [
+    "DEFAULT_AGING",
+    "PriorityLine",
+    "check_aging",
+    "check_priority",
+    "prioritize",
+    "priority_of",
+    "ranked_line",
+]
 
 ItemT = TypeVar("ItemT")
+BackendT = TypeVar("BackendT")
 
 DEFAULT_AGING = 10.0  # seconds of waiting worth one priority step: each step a 10 s head start
 
@@ -85,6 +94,53 @@ def priority_of(fn: Callable[[Any], object], request: object) -> float:
             f"be a finite number (higher goes first)"
         )
     return number
+
+
+def prioritize(
+    who: str,
+    backend: object,
+    in_memory: type[BackendT],
+    layer: str,
+    priority: object,
+    aging: object,
+) -> BackendT | None:
+    """Checks ``priority`` and ``aging`` of a limiting layer over ``backend``.
+
+    Returns:
+        ``backend``, now serving its waiters by priority, or None without ``priority``.
+
+    Raises:
+        TypeError: ``priority`` is given and ``backend`` is not an ``in_memory`` one (a Redis
+            limiter orders its waiters itself), or an argument has the wrong type.
+        ValueError: ``aging`` is bad, or not the one ``backend`` already serves by.
+    """
+    check_priority(priority)
+    checked = check_aging(aging)
+    if priority is None:
+        return None
+    name = in_memory.__name__
+    if type(backend) is not in_memory:
+        raise TypeError(
+            f"{who}: priority= needs an in-memory {name}, got {type(backend).__name__}: it "
+            f"orders its waiters itself; drop priority=, or limit with a {name}"
+        )
+    served: Any = backend  # an in-memory limiter or bucket: both have _line and _by_priority
+    line = served._line
+    if line is not None and line.aging != checked:
+        raise ValueError(
+            f"this {name} already orders its waiters with aging={line.aging}; give every "
+            f"{layer} sharing it the same aging"
+        )
+    served._by_priority(checked)
+    return served  # type: ignore[no-any-return]
+
+
+def ranked_line(waiting: Iterable[ItemT], aging: float | None) -> PriorityLine[ItemT]:
+    """Returns a priority line holding ``waiting``: first, in their order, ahead of newcomers."""
+    line: PriorityLine[ItemT] = PriorityLine(aging)
+    for item in waiting:
+        line[item] = -math.inf
+    return line
 
 
 @final

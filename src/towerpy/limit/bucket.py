@@ -23,7 +23,7 @@ from .._backend import (
     running_clock,
     time_on,
 )
-from .._priority import PriorityLine
+from .._priority import PriorityLine, ranked_line
 from .._validate import check_cost, check_positive_number
 from ..errors import RequestTooLarge
 from .protocols import RateStatistics
@@ -184,23 +184,12 @@ class TokenBucket:
         return self.acquire_nowait(cost)
 
     def _by_priority(self, aging: float | None) -> None:
-        """Admits the waiters by priority from now on, ``aging`` seconds per priority step.
+        """Admits the waiters by priority from now on; those waiting stay first.
 
-        Raises:
-            ValueError: The bucket already admits by priority, with another aging.
+        `towerpy._priority.prioritize` has checked ``aging`` against a line it may have already.
         """
-        line = self._line
-        if line is not None:
-            if line.aging != aging:
-                raise ValueError(
-                    f"this TokenBucket already orders its waiters with aging={line.aging}; "
-                    f"give every RateLimitLayer sharing it the same aging"
-                )
-            return
-        line = PriorityLine[_Waiter](aging)
-        for waiter in self._waiters:  # waiting already: they stay first, in their order
-            line[waiter] = -math.inf
-        self._waiters = self._line = line
+        if self._line is None:
+            self._waiters = self._line = ranked_line(self._waiters, aging)
 
     async def acquire(self, cost: float, priority: float = 0) -> None:
         """Waits, in arrival order, until ``cost`` tokens are there, and takes them.

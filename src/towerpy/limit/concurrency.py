@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from typing_extensions import override
 
 from .. import _observe
-from .._priority import DEFAULT_AGING, PriorityLine, check_aging, check_priority, priority_of
+from .._priority import (
+    DEFAULT_AGING,
+    PriorityLine,
+    check_aging,
+    check_priority,
+    prioritize,
+    priority_of,
+    ranked_line,
+)
 from .._service import Middleware, Service
 from .._validate import check_instance, check_positive_int
 from .._waiter import Permits
@@ -17,6 +24,8 @@ from .protocols import ConcurrencyBackend, ConcurrencyStatistics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+_LAYER = "ConcurrencyLimitLayer"  # what shares a limiter, for the aging mismatch message
 
 __all__ = [
     "ConcurrencyLimit",
@@ -60,24 +69,13 @@ class ConcurrencyLimiter:
         self._line: PriorityLine[Any] | None = None  # the waiters' line, once by priority
 
     def _by_priority(self, aging: float | None) -> None:
-        """Serves the waiters by priority from now on, ``aging`` seconds per priority step.
+        """Serves the waiters by priority from now on; those waiting stay first.
 
-        Raises:
-            ValueError: The limiter already serves by priority, with another aging.
+        `towerpy._priority.prioritize` has checked ``aging`` against a line it may have already.
         """
-        line = self._line
-        if line is not None:
-            if line.aging != aging:
-                raise ValueError(
-                    f"this ConcurrencyLimiter already orders its waiters with aging={line.aging}; "
-                    f"give every ConcurrencyLimitLayer sharing it the same aging"
-                )
-            return
-        line = self._line = PriorityLine(aging)
-        permits = self._permits
-        for grantee in permits.queue:  # waiting already: they stay first, in their order
-            line[grantee] = -math.inf
-        permits.queue = line
+        if self._line is None:
+            permits = self._permits
+            permits.queue = self._line = ranked_line(permits.queue, aging)
 
     @property
     def max_in_flight(self) -> int:
@@ -168,24 +166,6 @@ def _limiter_from(
     return limiter
 
 
-def _prioritize(
-    who: str, limiter: ConcurrencyBackend, priority: object, aging: object
-) -> ConcurrencyLimiter | None:
-    """Checks ``priority`` and ``aging``; returns the limiter, now by priority, or None."""
-    check_priority(priority)
-    checked = check_aging(aging)
-    if priority is None:
-        return None
-    if type(limiter) is not ConcurrencyLimiter:
-        raise TypeError(
-            f"{who}: priority= needs an in-memory ConcurrencyLimiter, got "
-            f"{type(limiter).__name__}: it orders its waiters itself; drop priority=, or "
-            f"limit with a ConcurrencyLimiter"
-        )
-    limiter._by_priority(checked)
-    return limiter
-
-
 @final
 class ConcurrencyLimit(Middleware[ReqT, RespT], direct_call=True):
     """Enforces a limit on the requests in flight in the inner service.
@@ -250,7 +230,9 @@ class ConcurrencyLimit(Middleware[ReqT, RespT], direct_call=True):
         self._limiter: ConcurrencyBackend = (
             shared if shared is not None else ConcurrencyLimiter(max_in_flight)  # type: ignore[arg-type]
         )
-        self._ranked = _prioritize("ConcurrencyLimit", self._limiter, priority, aging)
+        self._ranked = prioritize(
+            "ConcurrencyLimit", self._limiter, ConcurrencyLimiter, _LAYER, priority, aging
+        )
         self._priority = priority
 
     @property
@@ -347,7 +329,9 @@ class ConcurrencyLimitLayer:
         check_priority(priority)
         self._aging = check_aging(aging)
         if self._limiter is not None:
-            _prioritize("ConcurrencyLimitLayer", self._limiter, priority, aging)
+            prioritize(
+                "ConcurrencyLimitLayer", self._limiter, ConcurrencyLimiter, _LAYER, priority, aging
+            )
         self._max_in_flight = max_in_flight
         self._priority = priority
 

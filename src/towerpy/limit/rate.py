@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 from typing_extensions import override
 
 from .._callables import callable_name
-from .._priority import DEFAULT_AGING, check_aging, check_priority, priority_of
+from .._priority import DEFAULT_AGING, check_aging, check_priority, prioritize, priority_of
 from .._service import Middleware, Service
 from .._validate import check_instance, check_plain_function, check_positive_number
 from ..lowlevel import Shed, reserve, take_or_acquire_nowait, try_reserve, wait_for_capacity
@@ -24,6 +24,7 @@ __all__ = ["RateLimit", "RateLimitLayer"]
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 
+_LAYER = "RateLimitLayer"  # what shares a bucket, for the aging mismatch message
 _ONE = 1.0  # the cost of a request when no cost function is given
 
 
@@ -68,23 +69,6 @@ def _bucket_from(
             f"rate=0.5)"
         )
     return limiter
-
-
-def _prioritize(
-    who: str, bucket: RateBackend, priority: object, aging: object
-) -> TokenBucket | None:
-    """Checks ``priority`` and ``aging``; returns the bucket, now by priority, or None."""
-    check_priority(priority)
-    checked = check_aging(aging)
-    if priority is None:
-        return None
-    if type(bucket) is not TokenBucket:
-        raise TypeError(
-            f"{who}: priority= needs an in-memory TokenBucket, got {type(bucket).__name__}: "
-            f"it orders its waiters itself; drop priority=, or limit with a TokenBucket"
-        )
-    bucket._by_priority(checked)
-    return bucket
 
 
 def _cost(value: object, fn: Callable[..., object], which: str) -> float:
@@ -183,7 +167,7 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
         self._bucket: RateBackend = (
             shared if shared is not None else TokenBucket(rate, per, burst)  # type: ignore[arg-type]
         )
-        self._ranked = _prioritize("RateLimit", self._bucket, priority, aging)
+        self._ranked = prioritize("RateLimit", self._bucket, TokenBucket, _LAYER, priority, aging)
         self._priority = priority
         # A TokenBucket gives receipts for the tokens taken, so that a refund gives back exactly
         # what of them still counts (TokenBucket.refund); other backends get the cost back.
@@ -392,7 +376,7 @@ class RateLimitLayer:
         check_priority(priority)
         self._aging = check_aging(aging)
         if self._limiter is not None:
-            _prioritize("RateLimitLayer", self._limiter, priority, aging)
+            prioritize("RateLimitLayer", self._limiter, TokenBucket, _LAYER, priority, aging)
         self._rate = None if rate is None else check_positive_number("rate", rate)
         self._per = per
         self._burst = burst
