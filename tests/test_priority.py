@@ -344,13 +344,19 @@ async def test_waiters_are_admitted_by_priority_then_in_arrival_order(make: Make
     ]
 
 
-async def _stream(service: Service[Any, Any], tg: Any) -> None:
-    # "low" waits from t=0; a request of priority 5 arrives every 0.5 s from t=0.25 to 14.75
-    await _arrive(service, tg, ("blocker", 0), ("low", 0))
-    await anyio.sleep(0.25)
-    for k in range(30):
-        tg.start_soon(service, (f"high{k}", 5))
-        await anyio.sleep(0.5)
+def _stream_of(priority: int) -> Any:
+    async def stream(service: Service[Any, Any], tg: Any) -> None:
+        # "low" waits from t=0; a request of `priority` arrives every 0.5 s from t=0.25 to 14.75
+        await _arrive(service, tg, ("blocker", 0), ("low", 0))
+        await anyio.sleep(0.25)
+        for k in range(30):
+            tg.start_soon(service, (f"high{k}", priority))
+            await anyio.sleep(0.5)
+
+    return stream
+
+
+_stream = _stream_of(5)
 
 
 @pytest.mark.parametrize("make", LAYERS)
@@ -380,15 +386,7 @@ def _default_aging(make: Make) -> Make:
 
 @pytest.mark.parametrize("make", LAYERS)
 async def test_by_default_one_priority_step_is_a_head_start_of_10_seconds(make: Make) -> None:
-    async def scenario(service: Service[Any, Any], tg: Any) -> None:
-        # "low" waits from t=0; a request of priority 1 arrives every 0.5 s from t=0.25 to 14.75
-        await _arrive(service, tg, ("blocker", 0), ("low", 0))
-        await anyio.sleep(0.25)
-        for k in range(30):
-            tg.start_soon(service, (f"high{k}", 1))
-            await anyio.sleep(0.5)
-
-    admissions = await _run(_default_aging(make), None, scenario)
+    admissions = await _run(_default_aging(make), None, _stream_of(1))
     # the twenty that arrived before 0 + (1 - 0) * 10 s go first, then "low", then the rest
     assert admissions.names[:22] == ["blocker"] + [f"high{k}" for k in range(20)] + ["low"]
     assert dict(admissions.order)["low"] == 21
