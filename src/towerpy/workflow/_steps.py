@@ -12,8 +12,17 @@ from ..tools._join import JoinPolicy
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import TracebackType
+    from typing import Self
 
-__all__ = ["Steps", "check_policy", "check_service", "check_steps", "note_failures", "short_repr"]
+__all__ = [
+    "EntersSteps",
+    "Steps",
+    "check_policy",
+    "check_service",
+    "check_steps",
+    "note_failures",
+    "short_repr",
+]
 
 _REPR_LIMIT = 60  # characters of a step's repr in an error message
 _NAMES_SHOWN = 5  # failed steps a note names
@@ -107,3 +116,25 @@ class Steps:
         """Exits the steps entered by the latest `enter`, in reverse order."""
         if self._stacks:
             await self._stacks.pop().__aexit__(exc_type, exc, tb)
+
+
+class EntersSteps:
+    """A workflow's lifecycle: entering it enters its distinct steps, exiting exits them.
+
+    Mixed in ahead of `Service` by each workflow, which keeps its `Steps` in ``_steps``.
+    """
+
+    __slots__ = ()
+    _steps: Steps
+
+    async def __aenter__(self) -> Self:
+        await self._steps.enter()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._steps.exit(exc_type, exc, tb)

@@ -10,12 +10,10 @@ from .._service import Service
 from .._validate import check_plain_function, check_positive_int
 from ..tools._failures import replace_note
 from ..tools._join import Join, JoinPolicy
-from ._steps import Steps, check_policy, check_service, note_failures, short_repr
+from ._steps import EntersSteps, Steps, check_policy, check_service, note_failures, short_repr
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
-    from types import TracebackType
-    from typing import Self
 
 __all__ = ["MapReduce"]
 
@@ -33,7 +31,7 @@ def _isolate(index: int, error: Exception) -> Exception:
 
 
 @final
-class MapReduce(Service["Iterable[ItemT]", AccT], Generic[ItemT, OutT, AccT]):
+class MapReduce(EntersSteps, Service["Iterable[ItemT]", AccT], Generic[ItemT, OutT, AccT]):
     """Maps each item of its input through a service, and reduces the results in input order.
 
     ``call(items)`` runs ``map(item)`` for every item, at most ``limit`` at once (as
@@ -161,20 +159,6 @@ class MapReduce(Service["Iterable[ItemT]", AccT], Generic[ItemT, OutT, AccT]):
             names = [f"{_label(i)}: {type(e).__name__}" for i, e in sorted(join.errors.items())]
             note_failures(error, "MapReduce", names, count, "items", "")
         raise error
-
-    @override
-    async def __aenter__(self) -> Self:
-        await self._steps.enter()
-        return self
-
-    @override
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._steps.exit(exc_type, exc, tb)
 
     def __repr__(self) -> str:
         return (

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final, overload
+from typing import Any, Generic, Literal, TypeVar, final, overload
 
 from typing_extensions import override
 
 from .._service import Service
 from .._validate import check_positive_int
 from ..tools._join import Join, JoinPolicy
-from ._steps import Steps, check_policy, check_steps, note_failures, short_repr
-
-if TYPE_CHECKING:
-    from types import TracebackType
-    from typing import Self
+from ._steps import EntersSteps, Steps, check_policy, check_steps, note_failures, short_repr
 
 __all__ = ["Parallel"]
 
@@ -30,7 +26,7 @@ def _isolate(index: int, error: Exception) -> Exception:
 
 
 @final
-class Parallel(Service[ReqT, list[OutT]], Generic[ReqT, OutT]):
+class Parallel(EntersSteps, Service[ReqT, list[OutT]], Generic[ReqT, OutT]):
     """Sends the same input to every step at once; returns their outputs in step order.
 
     The steps run concurrently, at most ``limit`` at once (default: all of them), in the
@@ -118,20 +114,6 @@ class Parallel(Service[ReqT, list[OutT]], Generic[ReqT, OutT]):
 
     def _label(self, index: int) -> str:
         return f"step {index} ({short_repr(self.steps[index])})"
-
-    @override
-    async def __aenter__(self) -> Self:
-        await self._steps.enter()
-        return self
-
-    @override
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._steps.exit(exc_type, exc, tb)
 
     def __repr__(self) -> str:
         limit = "" if self.limit is None else f", limit={self.limit}"

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
+from typing import Any, Generic, TypeVar, final, overload
 
 from typing_extensions import override
 
 from .._service import Service
-from ._steps import Steps, check_steps, short_repr
-
-if TYPE_CHECKING:
-    from types import TracebackType
-    from typing import Self
+from ._steps import EntersSteps, Steps, check_steps, short_repr
 
 __all__ = ["Sequential"]
 
@@ -26,7 +22,7 @@ F = TypeVar("F")
 
 
 @final
-class Sequential(Service[ReqT, RespT], Generic[ReqT, RespT], direct_call=True):
+class Sequential(EntersSteps, Service[ReqT, RespT], Generic[ReqT, RespT], direct_call=True):
     """Runs its steps one after the other, each on the previous step's output.
 
     ``call(request)`` sends ``request`` to the first step, its output to the second, and so on;
@@ -117,20 +113,6 @@ class Sequential(Service[ReqT, RespT], Generic[ReqT, RespT], direct_call=True):
             value = await step(value)
         result: RespT = value
         return result
-
-    @override
-    async def __aenter__(self) -> Self:
-        await self._steps.enter()
-        return self
-
-    @override
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._steps.exit(exc_type, exc, tb)
 
     def __repr__(self) -> str:
         return f"Sequential({', '.join(map(short_repr, self.steps))})"
