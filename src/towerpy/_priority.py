@@ -34,6 +34,7 @@ __all__ = [
     "check_aging",
     "check_priority",
     "prioritize",
+    "priority_before_call",
     "priority_of",
     "ranked_line",
 ]
@@ -94,6 +95,19 @@ def priority_of(fn: Callable[[Any], object], request: object) -> float:
             f"be a finite number (higher goes first)"
         )
     return number
+
+
+def priority_before_call(fn: Callable[[Any], object], request: object, inner: Any) -> float:
+    """`priority_of` for a request that must wait, in a layer's ``call()``.
+
+    When it raises, what the task's ``ready()`` reserved in ``inner`` is dropped first: the
+    request is refused before its call.
+    """
+    try:
+        return priority_of(fn, request)
+    except BaseException:
+        inner.drop_reservation()
+        raise
 
 
 def prioritize(

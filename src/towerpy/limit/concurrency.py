@@ -13,7 +13,7 @@ from .._priority import (
     check_aging,
     check_priority,
     prioritize,
-    priority_of,
+    priority_before_call,
     ranked_line,
 )
 from .._service import Middleware, Service
@@ -275,11 +275,11 @@ class ConcurrencyLimit(Middleware[ReqT, RespT], direct_call=True):
         return result
 
     async def _wait_by_priority(self, limiter: ConcurrencyLimiter, request: ReqT) -> object:
-        try:
-            priority = priority_of(self._priority, request)  # type: ignore[arg-type]
-        except BaseException:
-            self.inner.drop_reservation()  # refused before the call: free what ready() took
-            raise
+        priority = priority_before_call(
+            self._priority,  # type: ignore[arg-type]
+            request,
+            self.inner,
+        )
         return await wait_for_capacity(self, lambda: limiter.acquire(priority), limiter.try_acquire)
 
     def statistics(self) -> ConcurrencyStatistics:

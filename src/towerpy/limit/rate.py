@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 from typing_extensions import override
 
 from .._callables import callable_name
-from .._priority import DEFAULT_AGING, check_aging, check_priority, prioritize, priority_of
+from .._priority import (
+    DEFAULT_AGING,
+    check_aging,
+    check_priority,
+    prioritize,
+    priority_before_call,
+    priority_of,
+)
 from .._service import Middleware, Service
 from .._validate import check_instance, check_plain_function, check_positive_number
 from ..lowlevel import Shed, reserve, take_or_acquire_nowait, try_reserve, wait_for_capacity
@@ -209,13 +216,6 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
         await self._ranked.acquire(cost, priority)  # type: ignore[union-attr]
         return self._receipt()
 
-    def _priority_of(self, request: ReqT) -> float:
-        try:
-            return priority_of(self._priority, request)  # type: ignore[arg-type]
-        except BaseException:
-            self.inner.drop_reservation()  # refused before the call: free what ready() took
-            raise
-
     async def _try_acquire_one(self) -> float | None:
         return self._receipt() if await self._bucket.try_acquire(_ONE) else None
 
@@ -272,7 +272,11 @@ class RateLimit(Middleware[ReqT, RespT], direct_call=True):
                 if self._ranked is None:
                     acquire = self._acquire_one
                 else:
-                    priority = self._priority_of(request)
+                    priority = priority_before_call(
+                        self._priority,  # type: ignore[arg-type]
+                        request,
+                        self.inner,
+                    )
                     acquire = lambda: self._acquire_by_priority(_ONE, priority)  # noqa: E731
                 receipt = await wait_for_capacity(self, acquire, self._try_acquire_one)
         else:  # ready() reserved nothing here: the cost is known only now
